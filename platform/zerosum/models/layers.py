@@ -1,0 +1,77 @@
+"""Building blocks shared by the MLP and DCGAN models: activations, init, checks.
+
+Imports torch only (see ARCHITECTURE.md, "Boundaries").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
+OUTPUTS = ("tanh", "sigmoid", "identity")
+
+# DCGAN (Radford et al. 2016) uses slope 0.2 in D; we use it wherever leaky_relu is asked for.
+LEAKY_SLOPE = 0.2
+
+
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise ValueError naming the argument and its allowed values."""
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; allowed: {', '.join(allowed)}")
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh hidden-layer activation module (never shared between layers or models)."""
+    check_choice("activation", name, ACTIVATIONS)
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_SLOPE)
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    return nn.Tanh()
+
+
+def make_output(name: str) -> nn.Module:
+    """The generator's output squashing: tanh -> [-1, 1], sigmoid -> [0, 1], identity -> R."""
+    check_choice("output", name, OUTPUTS)
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    return nn.Identity()
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN init, in place: conv/linear weights N(0, 0.02); BN weight N(1, 0.02); biases 0.
+
+    Label embeddings keep their own init (see zerosum.models.conditional).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+
+
+def apply_spectral_norm(module: nn.Module) -> None:
+    """Spectral-normalise every conv, linear and embedding weight in `module` (Miyato et al. 2018).
+
+    Uses the parametrization API: its forward clones the power-iteration vectors, so D can be
+    called on reals and fakes before one backward without an in-place autograd error.
+    """
+    targets = [
+        m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))
+    ]
+    for m in targets:
+        nn.utils.parametrizations.spectral_norm(m)
+
+
+def check_batch(name: str, tensor: torch.Tensor, trailing: tuple[int, ...]) -> None:
+    """Raise ValueError unless `tensor` is (N, *trailing). Shape-only: no device sync."""
+    if tuple(tensor.shape[1:]) != tuple(trailing) or tensor.dim() != len(trailing) + 1:
+        want = ", ".join(["N", *map(str, trailing)])
+        raise ValueError(f"{name} must have shape ({want}); got {tuple(tensor.shape)}")
