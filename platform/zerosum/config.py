@@ -1,0 +1,330 @@
+"""Job specs: pydantic models loaded once from YAML, with `--set a.b=value` overrides.
+
+A spec is validated in full before anything starts. Every error is a `ConfigError`
+whose message names the field path (`optim.d.lr`), the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from zerosum.errors import ConfigError
+
+DATASETS_ON_DISK = ("mnist", "fashion-mnist", "folder")
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a spec must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(StrictModel):
+    name: Literal["mnist", "fashion-mnist", "digits", "ring8", "grid25", "folder"]
+    root: Path | None = Field(None, description="folder with the raw files (mnist, fashion-mnist, folder)")
+    download: bool = Field(False, description="let torchvision download mnist/fashion-mnist into root")
+    scale: Literal["unit", "symmetric"] = Field("symmetric", description="pixels in [0,1] or [-1,1]")
+    image_size: PositiveInt | None = Field(None, description="folder: resize images to this side, px")
+    channels: Literal[1, 3] = Field(1, description="folder: 1 (greyscale) or 3 (RGB)")
+    num_samples: PositiveInt = Field(50_000, description="toy mixtures: points in the training set")
+    limit: PositiveInt | None = Field(None, description="use only the first N training examples")
+
+    @model_validator(mode="after")
+    def _root_exists(self, info: ValidationInfo) -> DataSpec:
+        if self.name not in DATASETS_ON_DISK:
+            return self
+        if self.root is None:
+            raise ValueError(f"data.root is required for dataset '{self.name}'")
+        check = (info.context or {}).get("check_paths", True)
+        if check and not self.download and not Path(self.root).is_dir():
+            raise ValueError(
+                f"data.root '{self.root}' is not a directory; point it at the folder holding the "
+                f"dataset files, or set data.download: true where the internet is reachable"
+            )
+        if self.name == "folder" and self.image_size is None:
+            raise ValueError("data.image_size is required for dataset 'folder'")
+        return self
+
+
+Activation = Literal["relu", "leaky_relu", "sigmoid", "tanh"]
+
+
+class GeneratorSpec(StrictModel):
+    arch: Literal["mlp", "dcgan"] = "dcgan"
+    z_dim: PositiveInt = 100
+    z_distribution: Literal["normal", "uniform", "normal-minmax"] = Field(
+        "normal", description="normal-minmax: N(0,1) rows min-max scaled to [0,1], as in the seed"
+    )
+    z_pool_size: PositiveInt | None = Field(
+        None, description="draw z from a fixed pool of this many vectors (the seed reuses 60,000)"
+    )
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 256])
+    activation: Activation = "relu"
+    output: Literal["tanh", "sigmoid", "identity"] = "tanh"
+    base_channels: PositiveInt = 64
+    batch_norm: bool = True
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class DiscriminatorSpec(StrictModel):
+    arch: Literal["mlp", "dcgan"] = "dcgan"
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 256])
+    activation: Activation = "leaky_relu"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    base_channels: PositiveInt = 64
+    batch_norm: bool = True
+    spectral_norm: bool = False
+
+
+class ModelSpec(StrictModel):
+    g: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    d: DiscriminatorSpec = Field(default_factory=DiscriminatorSpec)
+    conditional: bool = Field(False, description="class-conditional G and projection D")
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="EMA of G's weights per round")
+
+
+class LossSpec(StrictModel):
+    name: Literal["minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan"] = "nonsaturating"
+    gp_weight: NonNegativeFloat = Field(10.0, description="wgan-gp: gradient penalty weight")
+
+
+class OptimizerSpec(StrictModel):
+    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: PositiveFloat = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: NonNegativeFloat = 0.0
+    momentum: NonNegativeFloat = 0.0
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must each be in [0, 1), got {list(betas)}")
+        return betas
+
+
+class OptimSpec(StrictModel):
+    g: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    d: OptimizerSpec = Field(default_factory=OptimizerSpec)
+
+
+class ScheduleSpec(StrictModel):
+    d_steps: PositiveInt = Field(1, description="D updates per round")
+    g_steps: PositiveInt = Field(1, description="G updates per round, after the D updates")
+    batch_size: PositiveInt = Field(64, description="real samples per D update, per worker")
+    g_batch_size: PositiveInt | None = Field(None, description="fakes per G update; default batch_size")
+    max_rounds: PositiveInt | None = None
+    max_steps: PositiveInt | None = Field(None, description="G updates in all; rounds = ceil(max_steps/g_steps)")
+    seed: int = 0
+    log_every_rounds: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> ScheduleSpec:
+        if (self.max_rounds is None) == (self.max_steps is None):
+            raise ValueError("set exactly one of schedule.max_rounds and schedule.max_steps")
+        return self
+
+    @property
+    def total_rounds(self) -> int:
+        if self.max_rounds is not None:
+            return self.max_rounds
+        return -(-self.max_steps // self.g_steps)
+
+    @property
+    def fake_batch_size(self) -> int:
+        return self.g_batch_size or self.batch_size
+
+
+class StopSpec(StrictModel):
+    """Which evals stopping rules end a run early; all given rules are combined with any-of."""
+
+    two_sample_alpha: float | None = Field(None, gt=0.0, lt=1.0, description="stop when MMD p-value > alpha")
+    patience: PositiveInt | None = Field(None, description="evaluations without improvement")
+    patience_metric: str = "eval/fid"
+    patience_mode: Literal["min", "max"] = "min"
+    min_delta: NonNegativeFloat = 0.0
+    divergence_guard: bool = True
+
+
+class EvalSpec(StrictModel):
+    every_rounds: PositiveInt | None = Field(None, description="evaluate every N rounds; none = at the end")
+    num_samples: PositiveInt = Field(1000, description="fakes (and reals) per evaluation, all workers")
+    grid_size: PositiveInt = Field(64, description="images in the logged sample grid")
+    metrics: list[Literal["fid", "kid", "mmd", "modes", "classes"]] = Field(default_factory=list)
+    features: Literal["auto", "classifier", "inception", "identity"] = "auto"
+    featurizer_path: Path | None = Field(None, description="trained classifier weights (features: classifier)")
+    inception_weights: Path | None = None
+    mmd_permutations: PositiveInt = 200
+    stop: StopSpec = Field(default_factory=StopSpec)
+
+
+class CheckpointSpec(StrictModel):
+    every_rounds: PositiveInt = 100
+    keep: PositiveInt | None = Field(3, description="checkpoints kept; none keeps all")
+
+
+class ScalingSpec(StrictModel):
+    num_workers: PositiveInt = 1
+    use_gpu: bool = False
+    cpus_per_worker: PositiveFloat = 1.0
+    max_failures: int = Field(0, ge=-1, description="worker-group restarts; -1 = unlimited")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on GPU")
+
+
+class TrackingSpec(StrictModel):
+    experiment: str | None = Field(None, description="MLflow experiment; default the job name")
+    register_as: str | None = Field(None, description="registered model name for the generator")
+    storage_path: Path = Field(Path("runs"), description="where run folders and checkpoints go")
+
+
+class JobSpec(StrictModel):
+    name: str = Field(pattern=_NAME_PATTERN)
+    description: str = ""
+    data: DataSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    schedule: ScheduleSpec
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with `safe_load`; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read spec ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a spec must be a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`'optim.d.lr=1e-3'` -> (['optim', 'd', 'lr'], 0.001). Values are parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)*", key.strip()):
+        raise ConfigError(f"--set '{text}': expected dotted.path=value, e.g. optim.d.lr=1e-3")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set '{text}': value is not valid YAML: {err}") from None
+    return key.strip().split("."), parsed
+
+
+def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set raw[a][b][c] = value, creating mappings on the way; errors name the path."""
+    node = raw
+    for depth, key in enumerate(path[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            where = ".".join(path[: depth + 1])
+            raise ConfigError(f"{where}: is a {type(child).__name__}, cannot set {'.'.join(path)} inside it")
+        node = child
+    node[path[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    """Return a copy of `raw` with each `a.b=value` override applied in order."""
+    merged = yaml.safe_load(yaml.safe_dump(raw))
+    for text in overrides or []:
+        path, value = parse_override(text)
+        set_path(merged, path, value)
+    return merged
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem: `field.path: message (got value)`."""
+    lines = [f"{source}: invalid spec"]
+    for problem in err.errors():
+        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        message = problem["msg"].removeprefix("Value error, ")
+        got = problem.get("input")
+        shown = "" if problem["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {where}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def validate_job(raw: dict[str, Any], source: str = "spec", check_paths: bool = True) -> JobSpec:
+    """Validate a raw mapping into a JobSpec, raising ConfigError with field paths."""
+    try:
+        spec = JobSpec.model_validate(raw, context={"check_paths": check_paths})
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+    return resolve_paths(spec)
+
+
+def resolve_paths(spec: JobSpec) -> JobSpec:
+    """Make relative paths absolute: Ray workers run in another working directory."""
+    updates: dict[str, Any] = {}
+    if spec.data.root is not None:
+        updates["data"] = spec.data.model_copy(update={"root": spec.data.root.expanduser().resolve()})
+    tracking = spec.tracking.model_copy(update={"storage_path": spec.tracking.storage_path.expanduser().resolve()})
+    updates["tracking"] = tracking
+    evals = {k: getattr(spec.eval, k).expanduser().resolve()
+             for k in ("featurizer_path", "inception_weights") if getattr(spec.eval, k) is not None}
+    if evals:
+        updates["eval"] = spec.eval.model_copy(update=evals)
+    return spec.model_copy(update=updates)
+
+
+def load_job(path: str | Path, overrides: list[str] | None = None, check_paths: bool = True) -> JobSpec:
+    """Load a job spec from YAML, apply `a.b=value` overrides, validate once.
+
+    Raises ConfigError naming the file, the field path and what is allowed.
+    """
+    raw = apply_overrides(read_yaml(path), overrides)
+    raw.pop("campaign", None)
+    return validate_job(raw, source=str(path), check_paths=check_paths)
+
+
+def job_to_dict(spec: JobSpec) -> dict[str, Any]:
+    """The resolved spec as plain YAML-able values (paths as strings)."""
+    return spec.model_dump(mode="json")
+
+
+def job_to_yaml(spec: JobSpec) -> str:
+    return yaml.safe_dump(job_to_dict(spec), sort_keys=False)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'g': {'lr': 1e-4}}} -> {'optim.g.lr': 1e-4}; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
