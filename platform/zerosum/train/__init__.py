@@ -1,0 +1,1 @@
+"""Training: pure step functions (steps), the Ray Train worker loop (loop), the driver (runner)."""
