@@ -264,12 +264,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return merged
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
+def allowed_fields(model: type[BaseModel], path: tuple) -> list[str]:
+    """Field names of the sub-model at `path` (for 'unknown field' messages)."""
+    for key in path:
+        field = model.model_fields.get(str(key))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] = None) -> str:
     """One line per problem: `field.path: message (got value)`."""
     lines = [f"{source}: invalid spec"]
     for problem in err.errors():
         where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            allowed = allowed_fields(model or JobSpec, problem["loc"][:-1])
+            message = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         got = problem.get("input")
         shown = "" if problem["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"  {where}: {message}{shown}")

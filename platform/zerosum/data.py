@@ -57,7 +57,8 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    # A bytearray keeps the array writable, so torch.from_numpy can share it without copying.
+    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != math.prod(shape):
         raise DataError(f"{path}: header says {shape} but holds {data.size} bytes")
     return data.reshape(shape)

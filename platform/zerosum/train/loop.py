@@ -1,4 +1,8 @@
-"""`train_loop_per_worker`: what each Ray Train worker runs.
+"""The training loop, shared by `zerosum run` (Ray Train workers) and Tune trials.
+
+`train_loop_per_worker(config)` is what each Ray Train worker runs;
+`train_worker(config, session)` is the same loop for any `Session` (a single-process
+Tune trial passes a TuneSession from zerosum.campaign). There is no second loop.
 
 config (a plain dict, as Ray passes it):
     job: the resolved JobSpec as a dict
@@ -18,7 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import ray.train
 import ray.train.torch
@@ -34,6 +38,40 @@ from zerosum.train.setup import NoiseSource, apply_lrs, build_models, build_opti
 from zerosum.train.steps import StepConfig, d_step, g_step, make_ema, run_round, unwrap, update_ema
 
 log = logging.getLogger(__name__)
+
+
+class Session(Protocol):
+    """Where the loop runs: rank, device, checkpoints in and reports out."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def prepare_model(self, model: nn.Module) -> nn.Module: ...
+
+    def get_checkpoint(self): ...
+
+    def report(self, metrics: dict[str, Any], checkpoint) -> None: ...
+
+
+class RayTrainSession:
+    """A Ray Train worker: DDP wrappers, ray.train checkpoints and reports."""
+
+    def __init__(self) -> None:
+        context = ray.train.get_context()
+        self.rank, self.world_size = context.get_world_rank(), context.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        # Each rank keeps its own BN running stats (no buffer broadcast per forward),
+        # as DCGANs without SyncBN usually do; parameters are still all-reduced.
+        return ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"broadcast_buffers": False})
+
+    def get_checkpoint(self):
+        return ray.train.get_checkpoint()
+
+    def report(self, metrics: dict[str, Any], checkpoint) -> None:
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"round_{metrics['round']:07d}")
 
 
 @dataclass
@@ -62,19 +100,17 @@ class WorkerState:
         }
 
 
-def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, rank: int) -> WorkerState:
+def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, session: Session) -> WorkerState:
     """Models (one DDP wrapper each), optimisers, EMA and noise for this rank."""
     # The same seed on every rank gives identical initial weights (DDP also broadcasts them).
     torch.manual_seed(spec.schedule.seed)
     generator, discriminator = build_models(spec, sample_shape, num_classes)
     ema = make_ema(generator) if spec.model.ema_decay else None
-    # Two forward passes of BN models per backward are fine without buffer broadcasts;
-    # each rank keeps its own BN running stats, as SyncBN-free DCGANs usually do.
-    ddp = {"broadcast_buffers": False}
-    generator = ray.train.torch.prepare_model(generator, parallel_strategy_kwargs=ddp)
-    discriminator = ray.train.torch.prepare_model(discriminator, parallel_strategy_kwargs=ddp)
+    generator = session.prepare_model(generator)
+    discriminator = session.prepare_model(discriminator)
     if ema is not None:
-        ema.to(ray.train.torch.get_device())
+        ema.to(session.device)
+    rank = session.rank
     return WorkerState(
         generator, discriminator,
         build_optimizer(generator.parameters(), spec.optim.g),
@@ -84,9 +120,10 @@ def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, rank: int)
     )
 
 
-def restore_worker_state(state: WorkerState, spec: JobSpec, rank: int) -> None:
+def restore_worker_state(state: WorkerState, spec: JobSpec, session: Session) -> None:
     """Load the latest reported checkpoint, if any, then re-apply the config's lrs."""
-    checkpoint = ray.train.get_checkpoint()
+    rank = session.rank
+    checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             saved, rng = ckpt.read_checkpoint(Path(folder), rank)
@@ -123,24 +160,28 @@ def maybe_inject_fault(fault: dict | None, round_index: int, rank: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def report(state: WorkerState, metrics: dict[str, float], spec: JobSpec, rank: int) -> None:
+def report(state: WorkerState, metrics: dict[str, float], spec: JobSpec, session: Session) -> None:
     """Every rank writes its share of a checkpoint and reports; Ray merges the folders."""
+    rank = session.rank
     with tempfile.TemporaryDirectory(prefix="zerosum-ckpt-") as folder:
         ckpt.write_checkpoint(Path(folder), rank, state.model_state() if rank == 0 else None,
                               ckpt.rng_state(state.noise_rng), job_to_yaml(spec))
         checkpoint = ray.train.Checkpoint.from_directory(folder)
-        ray.train.report({**metrics, "round": state.rounds_done}, checkpoint=checkpoint)
+        session.report({**metrics, "round": state.rounds_done}, checkpoint)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Train G and D for the job in `config["job"]` on this worker's shard."""
+    """Ray Train entry point: train G and D for `config["job"]` on this worker's shard."""
+    train_worker(config, RayTrainSession())
+
+
+def train_worker(config: dict[str, Any], session: Session) -> None:
+    """Train G and D for the job in `config["job"]` on this session's shard."""
     spec = validate_job(config["job"], source="train_loop config", check_paths=False)
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world_size, device = session.rank, session.world_size, session.device
     dataset = load_dataset(spec.data, "train", seed=spec.schedule.seed)
-    state = build_worker_state(spec, dataset.sample_shape, dataset.num_classes, rank)
-    restore_worker_state(state, spec, rank)
+    state = build_worker_state(spec, dataset.sample_shape, dataset.num_classes, session)
+    restore_worker_state(state, spec, session)
     torch.manual_seed(spec.schedule.seed * 7919 + rank + state.rounds_done)
     sched = spec.schedule
     batcher = ShardedBatches(dataset, sched.batch_size, rank, world_size, seed=sched.seed)
@@ -150,6 +191,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     logger = RunLogger(config["tracking_uri"], config["run_id"]) if rank == 0 and config.get("run_id") else None
     evaluator = Evaluator(spec, dataset, rank, world_size, device, logger)
     evaluator.load_state_dict(state.extra)
+    if logger is not None and state.rounds_done:
+        logger.set_tags({"zerosum.resumed_from_round": str(state.rounds_done)})
     window_start, window_rounds = time.perf_counter(), 0
     while state.rounds_done < sched.total_rounds:
         round_index = state.rounds_done + 1
@@ -168,11 +211,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if evaluator.due(round_index):
             eval_metrics, stop_reason = evaluator.evaluate(state, round_index, metrics)
             state.extra = evaluator.state_dict()
-            report(state, {**metrics, **eval_metrics}, spec, rank)
+            report(state, {**metrics, **eval_metrics}, spec, session)
             if stop_reason:
                 break
         elif round_index % spec.checkpoint.every_rounds == 0:
-            report(state, metrics, spec, rank)
+            report(state, metrics, spec, session)
 
 
 def train_one_round(state: WorkerState, batches, sched, step_cfg: StepConfig, device: torch.device) -> dict[str, float]:
