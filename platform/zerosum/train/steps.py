@@ -3,9 +3,12 @@
 No Ray and no MLflow here: the loop owns side effects. Each step returns a dict
 of floats with the metric keys that tracking logs (`loss/d`, `d/real`, ...).
 
-DDP notes (see ARCHITECTURE.md):
-- D sees reals and fakes in ONE forward, so BatchNorm statistics and DDP's
-  bucket bookkeeping see one pass per backward.
+DDP and BatchNorm notes (see ARCHITECTURE.md):
+- D sees reals and fakes in two forwards, as in the DCGAN reference code: with
+  BatchNorm, one mixed batch would normalise fakes with real statistics in the D
+  step but with fake-only statistics in the G step, and D then wins trivially.
+  Two forwards before one backward are safe under DDP because the wrappers are
+  built with broadcast_buffers=False (no in-place buffer broadcast per forward).
 - The G step runs fakes through D's *unwrapped* module with D frozen: a frozen
   DDP(D) forward would prepare a gradient reduction that never completes.
 - Fakes for the D step come from G's unwrapped module under no_grad (detached).
@@ -61,11 +64,9 @@ def d_step(
     """
     with torch.no_grad(), cfg.autocast():
         fakes = unwrap(generator)(z, fake_labels)
-    batch = torch.cat([reals, fakes.to(reals.dtype)])
-    labels = None if real_labels is None else torch.cat([real_labels, fake_labels])
     with cfg.autocast():
-        logits = discriminator(batch, labels).float()
-        real_logits, fake_logits = logits.split([len(reals), len(fakes)])
+        real_logits = discriminator(reals, real_labels).float()
+        fake_logits = discriminator(fakes.to(reals.dtype), fake_labels).float()
         loss = d_loss(cfg.loss, real_logits, fake_logits)
     if cfg.loss == "wgan-gp":
         critic = _critic_for(unwrap(discriminator), real_labels, len(reals), len(fakes))

@@ -1,0 +1,132 @@
+"""Training throughput: zerosum on 1 Ray Train worker against a plain PyTorch loop.
+
+Both train the same DCGAN on MNIST (batch 64, 1 D + 1 G step per round, Adam
+2e-4), in this process's session, with the same number of threads. zerosum's
+figure is `perf/images_per_s` as its loop logs it (real images per second over
+a logging window), with the first window (warm-up) dropped; the plain loop is
+timed the same way. Prints both and the ratio (target >= 0.95).
+
+    .venv/bin/python bench/train_throughput.py [--rounds 300] [--threads 2] [--gpu] [--bf16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "mnist"
+WINDOW = 20
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=300, help="rounds per side (default 300)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for both sides (default 2)")
+    parser.add_argument("--gpu", action="store_true", help="train on CUDA (NCCL backend for zerosum)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU only)")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the MNIST IDX files")
+    return parser.parse_args()
+
+
+def bench_spec(args: argparse.Namespace, workdir: Path):
+    from zerosum.config import load_job
+
+    overrides = [
+        f"data.root={args.data}", "scaling.num_workers=1", f"scaling.use_gpu={str(args.gpu).lower()}",
+        f"scaling.cpus_per_worker={args.threads}", f"scaling.precision={'bf16' if args.bf16 else 'fp32'}",
+        "schedule.batch_size=64", "schedule.d_steps=1", "schedule.g_steps=1",
+        f"schedule.max_rounds={args.rounds}", f"schedule.log_every_rounds={WINDOW}",
+        f"checkpoint.every_rounds={args.rounds}", f"eval.every_rounds={args.rounds}", "eval.metrics=[]",
+        "model.ema_decay=null", "tracking.register_as=null", f"tracking.storage_path={workdir / 'runs'}",
+    ]
+    return load_job(REPO / "jobs" / "mnist-dcgan.yaml", overrides)
+
+
+def zerosum_images_per_s(spec, workdir: Path) -> float:
+    """Median perf/images_per_s over zerosum's logging windows, warm-up window dropped."""
+    from zerosum import tracking
+    from zerosum.train.runner import run_job
+
+    result = run_job(spec)
+    _, values = tracking.metric_history(tracking.resolve_tracking_uri(), result.mlflow_run_id, "perf/images_per_s")
+    return statistics.median(values[1:])
+
+
+def plain_images_per_s(spec, device: torch.device, bf16: bool) -> float:
+    """The same models, data and step written as a textbook PyTorch loop."""
+    from zerosum.data import load_dataset
+    from zerosum.train.setup import build_models
+
+    torch.manual_seed(0)
+    data = load_dataset(spec.data, "train").samples.to(device)
+    generator, discriminator = (m.to(device) for m in build_models(spec, (1, 28, 28), 10))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    batch, z_dim = spec.schedule.batch_size, spec.model.g.z_dim
+    ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    order, cursor, rates = torch.randperm(len(data), device=device), 0, []
+    start = time.perf_counter()
+    for step in range(1, spec.schedule.total_rounds + 1):
+        if cursor + batch > len(order):
+            order, cursor = torch.randperm(len(data), device=device), 0
+        reals = data[order[cursor: cursor + batch]]
+        cursor += batch
+        with autocast:
+            with torch.no_grad():
+                fakes = generator(torch.randn(batch, z_dim, device=device))
+            loss_d = (F.binary_cross_entropy_with_logits(discriminator(reals).float(), ones)
+                      + F.binary_cross_entropy_with_logits(discriminator(fakes).float(), zeros))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        discriminator.requires_grad_(False)
+        with autocast:
+            loss_g = F.binary_cross_entropy_with_logits(
+                discriminator(generator(torch.randn(batch, z_dim, device=device))).float(), ones)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        discriminator.requires_grad_(True)
+        # Read the losses like zerosum's steps do, so both sides sync the device alike.
+        loss_d.item(), loss_g.item()
+        if step % WINDOW == 0:
+            rates.append(WINDOW * batch / (time.perf_counter() - start))
+            start = time.perf_counter()
+    return statistics.median(rates[1:])
+
+
+def main() -> int:
+    args = parse_args()
+    if not (args.data / "train-images-idx3-ubyte.gz").is_file():
+        print(f"error: MNIST IDX files not found in {args.data} (--data)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    device = torch.device("cuda" if args.gpu else "cpu")
+    with tempfile.TemporaryDirectory(prefix="zerosum-bench-") as folder:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(folder) / 'mlflow.db'}")
+        spec = bench_spec(args, Path(folder))
+        # Plain runs before and after zerosum, so drift in machine load shows up as a spread.
+        plain_before = plain_images_per_s(spec, device, args.bf16)
+        ours = zerosum_images_per_s(spec, Path(folder))
+        plain_after = plain_images_per_s(spec, device, args.bf16)
+    plain = (plain_before + plain_after) / 2
+    print(f"device: {device}  threads: {args.threads}  rounds: {args.rounds}  batch: 64  bf16: {args.bf16}")
+    print(f"plain PyTorch loop:        {plain:10.1f} images/s  (before {plain_before:.1f}, after {plain_after:.1f})")
+    print(f"zerosum, 1 Ray worker:     {ours:10.1f} images/s")
+    print(f"ratio zerosum / plain:     {ours / plain:10.3f}  (target >= 0.95)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
