@@ -22,8 +22,10 @@ from zerosum import tracking
 from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.data import describe_dataset, to_unit_images
 from zerosum.errors import ZerosumError
+from zerosum.featurizer import with_featurizer
 from zerosum.samples import samples_to_image, save_png
 from zerosum.train import checkpoint as ckpt
+from zerosum.train.evaluation import check_eval_spec
 from zerosum.train.setup import build_models, noise_source_for
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,8 @@ def build_trainer(spec: JobSpec, run_dir: Path, loop_config: dict[str, Any], cal
 def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[str, str, int], Any] | None = None) -> RunResult:
     """Train the job on Ray Train and log the final generator. `watch(uri, run_id, total)`
     is an optional context manager factory that shows progress while training runs."""
+    spec = with_featurizer(spec)
+    check_eval_spec(spec)
     tracking_uri = tracking.resolve_tracking_uri()
     run_dir, run_id = prepare_run(spec, resume, tracking_uri)
     init_ray()
