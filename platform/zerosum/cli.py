@@ -48,6 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"mlflow run:   {result.mlflow_run_id} (rounds done: {result.rounds_done})")
     print(f"model:        {result.model_uri}")
     print(f"sample grid:  {result.grid_path}")
+    if result.final_metrics:
+        print("last eval:    " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(result.final_metrics.items())))
     return 0
 
 

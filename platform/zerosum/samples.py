@@ -11,10 +11,21 @@ from torchvision.utils import make_grid
 from zerosum.data import to_unit_images
 
 
+MIN_TILE_PX = 32
+
+
 def image_grid(images_unit: torch.Tensor) -> np.ndarray:
-    """images_unit: float (N, C, H, W) in [0, 1] -> uint8 (H', W', 3) grid, ~square."""
+    """images_unit: float (N, C, H, W) in [0, 1] -> uint8 (H', W', 3) grid, ~square.
+
+    Tiles smaller than 32 px (the 8x8 digits) are enlarged by an integer factor,
+    nearest-neighbour, so that people can see them.
+    """
     rows = max(1, int(math.sqrt(len(images_unit))))
-    grid = make_grid(images_unit.float().cpu().clamp(0, 1), nrow=rows, padding=2, pad_value=1.0)
+    images = images_unit.float().cpu().clamp(0, 1)
+    factor = max(1, MIN_TILE_PX // images.shape[-1])
+    if factor > 1:
+        images = images.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2)
+    grid = make_grid(images, nrow=rows, padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 

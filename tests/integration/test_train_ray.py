@@ -57,7 +57,7 @@ def test_two_workers_survive_a_killed_worker_and_register_a_model(workdir):
     assert version.run_id == run.info.run_id
     out = run_cli("sample", "models:/quickstart-digits@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert Image.open(workdir / "grid.png").size == (42, 42)  # 4 x 4 tiles of 8 px + 2 px padding
+    assert Image.open(workdir / "grid.png").size == (138, 138)  # 4 x 4 tiles of 8 px shown at 32 px + 2 px padding
 
 
 def test_driver_killed_mid_run_resumes_at_the_saved_round(workdir):

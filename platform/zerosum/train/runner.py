@@ -41,6 +41,7 @@ class RunResult:
     rounds_done: int
     model_uri: str | None
     grid_path: Path | None
+    final_metrics: dict[str, float]
 
 
 def new_run_name(spec: JobSpec) -> str:
@@ -133,7 +134,9 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[str, str, int]
     except Exception as err:
         tracking.end_run(tracking_uri, run_id, "FAILED")
         raise ZerosumError(f"training failed: {err}\nresume with: zerosum run SPEC --resume") from err
-    return finish_run(spec, run_dir, run_id, tracking_uri, Path(result.checkpoint.path))
+    finished = finish_run(spec, run_dir, run_id, tracking_uri, Path(result.checkpoint.path))
+    finished.final_metrics = {k: float(v) for k, v in (result.metrics or {}).items() if k.startswith("eval/")}
+    return finished
 
 
 class _nothing:
@@ -156,7 +159,7 @@ def finish_run(spec: JobSpec, run_dir: Path, run_id: str, tracking_uri: str, che
                                      example, metadata, spec.tracking.register_as)
     tracking.end_run(tracking_uri, run_id)
     model_uri = f"models:/{spec.tracking.register_as}@candidate" if version else f"runs:/{run_id}/generator"
-    return RunResult(run_dir, run_id, int(state["rounds_done"]), model_uri, grid_path)
+    return RunResult(run_dir, run_id, int(state["rounds_done"]), model_uri, grid_path, {})
 
 
 def load_trained_generator(spec: JobSpec, state: dict[str, Any]) -> nn.Module:
