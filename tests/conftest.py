@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-JOBS = REPO_ROOT / "jobs"
+from zerosum_testing import SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +21,7 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A clean cwd with its own MLflow store and Ray temp dir, like a new user's folder."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -32,11 +30,5 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Ray's socket paths must stay short (107 bytes), so its temp dir sits under /tmp.
     monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    return tmp_path
-
-
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`zerosum ARGS` in a subprocess with the current environment (plus env)."""
-    command = [sys.executable, "-m", "zerosum.cli", *args]
-    return subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
-                          text=True, timeout=timeout)
+    yield tmp_path
+    shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -46,7 +46,7 @@ def test_inception_features_on_gpu_match_cpu(cuda, shared_data, tmp_path, monkey
 
 
 def test_ray_train_run_on_gpu_with_nccl_and_bf16(cuda, workdir):
-    from conftest import JOBS, run_cli
+    from zerosum_testing import JOBS, run_cli
 
     out = run_cli("run", str(JOBS / "quickstart.yaml"), "--set", "scaling.use_gpu=true",
                   "--set", "scaling.num_workers=1", "--set", "scaling.precision=bf16",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import JOBS, run_cli
+from zerosum_testing import JOBS, run_cli
 from evals.classifier import fit_classifier, save_classifier
 from zerosum.config import DataSpec
 from zerosum.data import load_dataset

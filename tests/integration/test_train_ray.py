@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import JOBS, run_cli
+from zerosum_testing import JOBS, run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import JOBS, run_cli
+from zerosum_testing import JOBS, run_cli
 from zerosum.config import flatten, job_to_dict, load_job, parse_override
 from zerosum.errors import ConfigError
 

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from conftest import run_cli
+from zerosum_testing import run_cli
 
 
 def write_pngs(folder, images):

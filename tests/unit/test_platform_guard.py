@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from zerosum_testing import REPO_ROOT
 
 
 def test_platform_dir_has_no_init():

@@ -7,7 +7,7 @@ from zerosum.models import build_discriminator, build_generator
 from zerosum.train.setup import NoiseSource, apply_lrs, build_optimizer
 from zerosum.train.steps import StepConfig, d_step, g_step, make_ema, run_round, update_ema
 
-from conftest import JOBS
+from zerosum_testing import JOBS
 
 
 def tiny_gan(loss="nonsaturating", batch_norm=True):
