@@ -62,24 +62,24 @@ def test_two_workers_survive_a_killed_worker_and_register_a_model(workdir):
 
 def test_driver_killed_mid_run_resumes_at_the_saved_round(workdir):
     args = [sys.executable, "-m", "zerosum.cli", "run", str(JOBS / "quickstart.yaml"), *TINY,
-            "--set", "schedule.max_rounds=200", "--set", "checkpoint.every_rounds=20",
-            "--set", "eval.every_rounds=200", "--set", "scaling.num_workers=1"]
+            "--set", "schedule.max_rounds=100", "--set", "checkpoint.every_rounds=10",
+            "--set", "eval.every_rounds=100", "--set", "scaling.num_workers=1"]
     driver = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        saved = wait_for_checkpoint(workdir, minimum_round=40, timeout=240)
+        saved = wait_for_checkpoint(workdir, minimum_round=20, timeout=240)
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    out = run_cli("run", str(JOBS / "quickstart.yaml"), *TINY, "--resume", "--set", "schedule.max_rounds=200",
-                  "--set", "checkpoint.every_rounds=20", "--set", "eval.every_rounds=200",
+    out = run_cli("run", str(JOBS / "quickstart.yaml"), *TINY, "--resume", "--set", "schedule.max_rounds=100",
+                  "--set", "checkpoint.every_rounds=10", "--set", "eval.every_rounds=100",
                   "--set", "scaling.num_workers=1", cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     run = client.get_run(run_record(workdir)["mlflow_run_id"])
     assert int(run.data.tags["zerosum.resumed_from_round"]) >= saved
-    assert steps_of(client, run.info.run_id, "loss/d") == list(range(1, 201))
+    assert steps_of(client, run.info.run_id, "loss/d") == list(range(1, 101))
     assert run.info.status == "FINISHED"
 
 
