@@ -15,8 +15,8 @@ from zerosum.models.conditional import LabelConcat, ProjectionHead
 from zerosum.models.layers import (
     apply_spectral_norm,
     check_batch,
+    hidden_block,
     init_dcgan_weights,
-    make_activation,
     make_output,
 )
 
@@ -50,13 +50,7 @@ def _block(
     conv: nn.Module, channels: int, activation: str, batch_norm: bool, dropout: float
 ) -> list[nn.Module]:
     """conv [+ BN2d] + activation [+ dropout]."""
-    layers = [conv]
-    if batch_norm:
-        layers.append(nn.BatchNorm2d(channels))
-    layers.append(make_activation(activation))
-    if dropout > 0:
-        layers.append(nn.Dropout(dropout))
-    return layers
+    return hidden_block(conv, nn.BatchNorm2d(channels) if batch_norm else None, activation, dropout)
 
 
 class DCGANGenerator(nn.Module):

@@ -33,6 +33,15 @@ def make_activation(name: str) -> nn.Module:
     return nn.Tanh()
 
 
+def hidden_block(layer: nn.Module, norm: nn.Module | None, activation: str, dropout: float) -> list[nn.Module]:
+    """layer [+ norm] + activation [+ dropout]; dropout acts on hidden activations, as in
+    DeepLearnToolbox (the seed) and DCGAN variants alike."""
+    layers = [layer] + ([norm] if norm is not None else []) + [make_activation(activation)]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return layers
+
+
 def make_output(name: str) -> nn.Module:
     """The generator's output squashing: tanh -> [-1, 1], sigmoid -> [0, 1], identity -> R."""
     check_choice("output", name, OUTPUTS)

@@ -15,7 +15,7 @@ from zerosum.models.conditional import LabelConcat, ProjectionHead
 from zerosum.models.layers import (
     apply_spectral_norm,
     check_batch,
-    make_activation,
+    hidden_block,
     make_output,
 )
 
@@ -24,14 +24,8 @@ def _hidden_block(
     in_dim: int, out_dim: int, activation: str, batch_norm: bool, dropout: float
 ) -> list[nn.Module]:
     """Linear [+ BN] + activation [+ dropout]; the bias is dropped where BN would cancel it."""
-    layers: list[nn.Module] = [nn.Linear(in_dim, out_dim, bias=not batch_norm)]
-    if batch_norm:
-        layers.append(nn.BatchNorm1d(out_dim))
-    layers.append(make_activation(activation))
-    # Dropout acts on hidden activations, as DeepLearnToolbox (the seed) applies it.
-    if dropout > 0:
-        layers.append(nn.Dropout(dropout))
-    return layers
+    linear = nn.Linear(in_dim, out_dim, bias=not batch_norm)
+    return hidden_block(linear, nn.BatchNorm1d(out_dim) if batch_norm else None, activation, dropout)
 
 
 class MLPGenerator(nn.Module):
