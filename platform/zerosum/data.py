@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
+from evals.modes import mixture_centres as evals_mixture
 from zerosum.config import DataSpec
 from zerosum.errors import DataError
 
@@ -25,8 +26,6 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-RING8_RADIUS, RING8_STD = 2.0, 0.02
-GRID25_SPACING, GRID25_STD = 2.0, 0.05
 
 
 @dataclass(frozen=True)
@@ -133,19 +132,14 @@ def load_image_folder(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mixture_centres(name: str) -> torch.Tensor:
-    """Mode centres, float32 (K, 2): ring8 on a circle of radius 2; grid25 at {-4,-2,0,2,4}^2."""
-    if name == "ring8":
-        angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
-        return (RING8_RADIUS * torch.stack([angles.cos(), angles.sin()], 1)).float()
-    axis = (torch.arange(5, dtype=torch.float32) - 2) * GRID25_SPACING
-    return torch.cartesian_prod(axis, axis)
+    """Mode centres, float32 (K, 2), as evals defines them (ring8: radius 2; grid25: {-4..4}^2)."""
+    return torch.from_numpy(evals_mixture(name)[0]).float()
 
 
 def sample_mixture(name: str, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Points float32 (N, 2) from the named Gaussian mixture, and their mode index (N,)."""
     generator = torch.Generator().manual_seed(seed)
-    centres = mixture_centres(name)
-    std = RING8_STD if name == "ring8" else GRID25_STD
+    centres, std = mixture_centres(name), evals_mixture(name)[1]
     modes = torch.randint(len(centres), (num_samples,), generator=generator)
     noise = torch.randn(num_samples, 2, generator=generator) * std
     return centres[modes] + noise, modes

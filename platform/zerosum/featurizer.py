@@ -50,9 +50,9 @@ def train_featurizer(data: DataSpec, out: Path, epochs: int | None = None, seed:
 
 def with_featurizer(spec: JobSpec) -> JobSpec:
     """The spec with eval.featurizer_path filled in (training the classifier once if needed)."""
-    from zerosum.train.evaluation import FEATURE_METRICS, feature_kind
+    from zerosum.train.evaluation import EXTRACTOR_METRICS, feature_kind
 
-    needs = set(spec.eval.metrics) & FEATURE_METRICS and feature_kind(spec) == "classifier"
+    needs = set(spec.eval.metrics) & EXTRACTOR_METRICS and feature_kind(spec) == "classifier"
     if not needs or spec.eval.featurizer_path is not None:
         return spec
     path = featurizer_path(spec.data)

@@ -23,21 +23,21 @@ import torch.distributed as dist
 from torch import nn
 
 from evals.features import build_feature_extractor
-from evals.fid import FIDReference, stats_to_fid
+from evals.fid import FIDReference
 from evals.inception import cache_dir
-from evals.mmd import kid, mmd_permutation_test
-from evals.modes import class_histogram, classes_covered, kl_to_uniform, mixture_mode_coverage
+from evals.metrics import FEATURE_METRICS, class_metrics, feature_metrics, mixture_metrics
 from evals.stats import FeatureStats
 from evals.stopping import AnyOf, DivergenceGuard, Patience, StoppingRule, TwoSampleTestStop
 from zerosum.config import JobSpec, StopSpec
-from zerosum.data import RING8_STD, GRID25_STD, Dataset, load_dataset, mixture_centres, to_unit_images
+from zerosum.data import Dataset, load_dataset, to_unit_images
 from zerosum.errors import ConfigError
 from zerosum.samples import samples_to_image
 from zerosum.train.steps import unwrap
 
 log = logging.getLogger(__name__)
 
-FEATURE_METRICS = {"fid", "kid", "mmd", "classes"}
+# Metrics that need a feature extractor (classes needs the classifier's probabilities).
+EXTRACTOR_METRICS = set(FEATURE_METRICS) | {"classes"}
 LABELLED_IMAGES = {"mnist", "fashion-mnist", "digits"}
 
 
@@ -61,7 +61,7 @@ def check_eval_spec(spec: JobSpec) -> None:
                           "use 'classes' for labelled images")
     if "classes" in metrics and kind != "classifier":
         raise ConfigError(f"eval.metrics: 'classes' needs eval.features: classifier (got {kind})")
-    if kind == "classifier" and metrics & FEATURE_METRICS and spec.eval.featurizer_path is None:
+    if kind == "classifier" and metrics & EXTRACTOR_METRICS and spec.eval.featurizer_path is None:
         raise ConfigError("eval.featurizer_path: classifier features need trained weights; run "
                           f"`zerosum featurizer train --dataset {spec.data.name}` or let `zerosum run` do it")
 
@@ -180,26 +180,18 @@ def score(spec: JobSpec, fakes: torch.Tensor, features: torch.Tensor | None, sta
 
     fakes: (N, *sample_shape) in the data's scale; features float64 (N, D) or None.
     """
+    wanted = set(spec.eval.metrics)
     metrics: dict[str, float] = {}
-    wanted, n = set(spec.eval.metrics), len(fakes)
-    if "fid" in wanted:
-        metrics["eval/fid"] = stats_to_fid(stats, reference.fid)
-    if "kid" in wanted:
-        size = min(1000, n, len(reference.features))
-        result = kid(features, reference.features, num_subsets=100, subset_size=size)
-        metrics["eval/kid"], metrics["eval/kid_std"] = result.mean, result.std
-    if "mmd" in wanted:
-        test = mmd_permutation_test(features, reference.features, num_permutations=spec.eval.mmd_permutations,
-                                    seed=spec.schedule.seed + round_index)
-        metrics["eval/mmd2"], metrics["eval/mmd_pvalue"] = test.mmd2, test.pvalue
+    if wanted & set(FEATURE_METRICS):
+        metrics |= feature_metrics(
+            features, None if reference is None else reference.features,
+            metrics=sorted(wanted & set(FEATURE_METRICS)), reference=None if reference is None else reference.fid,
+            fake_stats=stats, num_permutations=spec.eval.mmd_permutations, seed=spec.schedule.seed + round_index,
+        )
     if "modes" in wanted:
-        std = RING8_STD if spec.data.name == "ring8" else GRID25_STD
-        coverage = mixture_mode_coverage(fakes.reshape(n, -1), mixture_centres(spec.data.name), std)
-        metrics["eval/modes"], metrics["eval/hq_fraction"] = coverage["modes_covered"], coverage["hq_fraction"]
+        metrics |= mixture_metrics(fakes.reshape(len(fakes), -1), spec.data.name)
     if "classes" in wanted:
-        histogram = class_histogram(probs)
-        metrics["eval/classes_covered"] = classes_covered(histogram)
-        metrics["eval/class_kl"] = kl_to_uniform(histogram)
+        metrics |= class_metrics(probs)
     return {key: float(value) for key, value in metrics.items()}
 
 
@@ -236,7 +228,7 @@ class Evaluator:
         self.is_image = len(dataset.sample_shape) == 3
         self.rule = build_stopping_rule(spec.eval.stop)
         self.extractor = self.reference = None
-        if set(spec.eval.metrics) & FEATURE_METRICS:
+        if set(spec.eval.metrics) & EXTRACTOR_METRICS:
             check_eval_spec(spec)
             self.extractor = build_extractor(spec, dataset.sample_shape, device)
             self.reference = real_reference(spec, self.extractor, self.is_image)
