@@ -17,11 +17,9 @@ POLL_SECONDS = 2.0
 
 def latest_round(tracking_uri: str, run_id: str) -> tuple[int, dict[str, float]]:
     """(newest step of loss/d, the run's latest metric values)."""
-    from mlflow.tracking import MlflowClient
+    from zerosum.tracking import last_metric_step, latest_metrics
 
-    data = MlflowClient(tracking_uri).get_run(run_id).data
-    history = MlflowClient(tracking_uri).get_metric_history(run_id, "loss/d")
-    return max((m.step for m in history), default=0), data.metrics
+    return max(last_metric_step(tracking_uri, run_id, "loss/d"), 0), latest_metrics(tracking_uri, run_id)
 
 
 @contextlib.contextmanager

@@ -67,6 +67,14 @@ def set_tags(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
     client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
+def log_metric_batch(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """All metrics at one step, in batches of MLflow's size limit."""
+    now = int(time.time() * 1000)
+    items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+    for start in range(0, len(items), BATCH_LIMIT):
+        client.log_batch(run_id, metrics=items[start: start + BATCH_LIMIT])
+
+
 class RunLogger:
     """Metrics and sample images for one run, from rank 0 of the worker group.
 
@@ -77,16 +85,11 @@ class RunLogger:
     def __init__(self, tracking_uri: str, run_id: str, step_key: str = "loss/d"):
         self.client = MlflowClient(tracking_uri)
         self.run_id = run_id
-        history = self.client.get_metric_history(run_id, step_key)
-        self.last_logged_step = max((m.step for m in history), default=-1)
+        self.last_logged_step = last_metric_step(tracking_uri, run_id, step_key)
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if step <= self.last_logged_step:
-            return
-        now = int(time.time() * 1000)
-        items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        for start in range(0, len(items), BATCH_LIMIT):
-            self.client.log_batch(self.run_id, metrics=items[start: start + BATCH_LIMIT])
+        if step > self.last_logged_step:
+            log_metric_batch(self.client, self.run_id, metrics, step)
 
     def log_samples(self, image: np.ndarray, step: int) -> None:
         """image: uint8 (H, W, C) grid; logged under key 'samples' with its step."""
@@ -96,6 +99,11 @@ class RunLogger:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def latest_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
+    """The newest value of every metric of the run."""
+    return dict(MlflowClient(tracking_uri).get_run(run_id).data.metrics)
 
 
 def metric_history(tracking_uri: str, run_id: str, key: str) -> tuple[list[int], list[float]]:
@@ -173,3 +181,64 @@ def load_generator(model_uri: str) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     metadata = get_model_info(model_uri).metadata or {}
     return mlflow.pytorch.load_model(model_uri), metadata
+
+
+# --------------------------------------------------------------------------- Tune campaigns
+# A campaign is a parent run; each trial is a nested run tagged with its Tune trial id,
+# so that a restarted trial (PBT exploit, resumed campaign) finds its run again.
+
+TRIAL_TAG = "zerosum.trial_id"
+
+
+def find_child_run(tracking_uri: str, parent_run_id: str, trial_id: str) -> str | None:
+    """The nested run of `parent_run_id` tagged with this Tune trial id, if any."""
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                                            f"and tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def child_runs(tracking_uri: str, parent_run_id: str) -> dict[str, dict[str, Any]]:
+    """{trial id: {"run_id", "status", "tags"}} for every nested run of a campaign."""
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10_000)
+    return {run.data.tags.get(TRIAL_TAG, run.info.run_id): {"run_id": run.info.run_id, "status": run.info.status,
+                                                             "tags": dict(run.data.tags)} for run in runs}
+
+
+def log_metrics_at(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Log finite and non-finite floats alike at one step (no skipping, unlike RunLogger)."""
+    log_metric_batch(MlflowClient(tracking_uri), run_id, metrics, step)
+
+
+def log_text(tracking_uri: str, run_id: str, text: str, artifact_file: str) -> None:
+    MlflowClient(tracking_uri).log_text(run_id, text, artifact_file)
+
+
+def log_figure(tracking_uri: str, run_id: str, figure, artifact_file: str) -> None:
+    """A matplotlib figure as a PNG artifact."""
+    MlflowClient(tracking_uri).log_figure(run_id, figure, artifact_file)
+
+
+def log_artifact(tracking_uri: str, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    MlflowClient(tracking_uri).log_artifact(run_id, str(path), artifact_path)
+
+
+def set_model_version_tags(tracking_uri: str, name: str, version: str, tags: dict[str, Any]) -> None:
+    client = MlflowClient(tracking_uri)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
+
+
+def run_status(tracking_uri: str, run_id: str) -> str:
+    return MlflowClient(tracking_uri).get_run(run_id).info.status
+
+
+def last_metric_step(tracking_uri: str, run_id: str, key: str) -> int:
+    """The highest step logged for `key` in the run, or -1."""
+    history = MlflowClient(tracking_uri).get_metric_history(run_id, key)
+    return max((m.step for m in history), default=-1)
