@@ -3,7 +3,6 @@
 import os
 
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 from zerosum_testing import JOBS, run_cli

@@ -1,6 +1,5 @@
 """Datasets read from ../shared/data and the sharded batches workers draw."""
 
-import math
 
 import numpy as np
 import pytest

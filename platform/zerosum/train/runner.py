@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -129,7 +130,7 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[str, str, int]
                    "fault": fault_from_env(run_dir)}
     trainer = build_trainer(spec, run_dir, loop_config)
     try:
-        with watch(tracking_uri, run_id, spec.schedule.total_rounds) if watch else _nothing():
+        with watch(tracking_uri, run_id, spec.schedule.total_rounds) if watch else nullcontext():
             result = trainer.fit()
     except Exception as err:
         tracking.end_run(tracking_uri, run_id, "FAILED")
@@ -137,14 +138,6 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[str, str, int]
     finished = finish_run(spec, run_dir, run_id, tracking_uri, Path(result.checkpoint.path))
     finished.final_metrics = {k: float(v) for k, v in (result.metrics or {}).items() if k.startswith("eval/")}
     return finished
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def finish_run(spec: JobSpec, run_dir: Path, run_id: str, tracking_uri: str, checkpoint_dir: Path) -> RunResult:
