@@ -43,10 +43,12 @@ def zerosum_round(g, d, opt_g, opt_d, reals, cfg):
 
 
 def plain_round(g, d, opt_g, opt_d, reals, autocast):
-    ones = torch.ones(BATCH, device=reals.device)
+    """One D update (reals 1, detached fakes 0) and one G update through a frozen D."""
+    batch, z_dim = len(reals), g.z_dim
+    ones = torch.ones(batch, device=reals.device)
     with autocast():
         with torch.no_grad():
-            fakes = g(torch.randn(BATCH, Z_DIM, device=reals.device))
+            fakes = g(torch.randn(batch, z_dim, device=reals.device))
         loss_d = (F.binary_cross_entropy_with_logits(d(reals).float(), ones)
                   + F.binary_cross_entropy_with_logits(d(fakes).float(), torch.zeros_like(ones)))
     opt_d.zero_grad(set_to_none=True)
@@ -54,11 +56,12 @@ def plain_round(g, d, opt_g, opt_d, reals, autocast):
     opt_d.step()
     d.requires_grad_(False)
     with autocast():
-        loss_g = F.binary_cross_entropy_with_logits(d(g(torch.randn(BATCH, Z_DIM, device=reals.device))).float(), ones)
+        loss_g = F.binary_cross_entropy_with_logits(d(g(torch.randn(batch, z_dim, device=reals.device))).float(), ones)
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
     d.requires_grad_(True)
+    # Read the losses as zerosum's steps do, so both sides sync the device alike.
     loss_d.item(), loss_g.item()
 
 

@@ -12,15 +12,16 @@ timed the same way. Prints both and the ratio (target >= 0.95).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "mnist"
@@ -62,7 +63,8 @@ def zerosum_images_per_s(spec, workdir: Path) -> float:
 
 
 def plain_images_per_s(spec, device: torch.device, bf16: bool) -> float:
-    """The same models, data and step written as a textbook PyTorch loop."""
+    """The same models and data, stepped by the textbook loop of step_throughput.plain_round."""
+    from step_throughput import plain_round
     from zerosum.data import load_dataset
     from zerosum.train.setup import build_models
 
@@ -71,9 +73,9 @@ def plain_images_per_s(spec, device: torch.device, bf16: bool) -> float:
     generator, discriminator = (m.to(device) for m in build_models(spec, (1, 28, 28), 10))
     opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    batch, z_dim = spec.schedule.batch_size, spec.model.g.z_dim
-    ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    batch = spec.schedule.batch_size
+    use_bf16 = bf16 and device.type == "cuda"
+    autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext
     order, cursor, rates = torch.randperm(len(data), device=device), 0, []
     start = time.perf_counter()
     for step in range(1, spec.schedule.total_rounds + 1):
@@ -81,24 +83,7 @@ def plain_images_per_s(spec, device: torch.device, bf16: bool) -> float:
             order, cursor = torch.randperm(len(data), device=device), 0
         reals = data[order[cursor: cursor + batch]]
         cursor += batch
-        with autocast:
-            with torch.no_grad():
-                fakes = generator(torch.randn(batch, z_dim, device=device))
-            loss_d = (F.binary_cross_entropy_with_logits(discriminator(reals).float(), ones)
-                      + F.binary_cross_entropy_with_logits(discriminator(fakes).float(), zeros))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        discriminator.requires_grad_(False)
-        with autocast:
-            loss_g = F.binary_cross_entropy_with_logits(
-                discriminator(generator(torch.randn(batch, z_dim, device=device))).float(), ones)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        discriminator.requires_grad_(True)
-        # Read the losses like zerosum's steps do, so both sides sync the device alike.
-        loss_d.item(), loss_g.item()
+        plain_round(generator, discriminator, opt_g, opt_d, reals, autocast)
         if step % WINDOW == 0:
             rates.append(WINDOW * batch / (time.perf_counter() - start))
             start = time.perf_counter()

@@ -235,23 +235,13 @@ def build_tuner(campaign: Campaign, folder: Path, record: dict[str, Any], resume
 # --------------------------------------------------------------------------- run and finish
 
 
-def init_ray(with_dashboard: bool) -> None:
-    """Connect to RAY_ADDRESS if set, else start a local instance. Ray Train trials need
-    the dashboard: its State API is how Ray Train frees a finished run's placement group
-    once the trial that drove it has exited (without it the next trial's workers starve)."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(include_dashboard=with_dashboard, configure_logging=True, logging_level=logging.WARNING)
-
-
 def run_campaign(campaign: Campaign, resume: bool = False) -> CampaignResult:
     """Run (or resume) the campaign on Ray Tune and record it in MLflow."""
-    from zerosum.featurizer import with_featurizer
-    from zerosum.train.evaluation import check_eval_spec
+    from zerosum.featurizer import prepare_eval_spec
+    from zerosum.train.runner import init_ray
+
     # As `zerosum run` does: classifier features are trained once, here, not in every trial.
-    campaign.base = with_featurizer(campaign.base)
-    check_eval_spec(campaign.base)
+    campaign.base = prepare_eval_spec(campaign.base)
     tracking_uri = tracking.resolve_tracking_uri()
     folder, record = prepare_campaign(campaign, resume, tracking_uri)
     init_ray(with_dashboard=campaign.spec.trial.mode == "ray-train")
@@ -349,17 +339,14 @@ def count_exploits(folder: Path) -> int:
 def register_champion(campaign: Campaign, tracking_uri: str, parent_run_id: str, champion: Champion) -> str:
     """Log the champion's generator (as it was at its best report) into its trial's run,
     register it under the campaign's model name and point `champion` at it."""
-    from zerosum.train.runner import ServingGenerator, load_trained_generator, serving_example
+    from zerosum.train.runner import log_checkpoint_generator
 
     state = ckpt.load_weights(champion.checkpoint_path / ckpt.STATE_FILE)
     spec = validate_job(yaml.safe_load(state["config_yaml"]), source="champion checkpoint", check_paths=False)
-    generator = load_trained_generator(spec, state)
-    example, metadata = serving_example(spec)
-    metadata.update(campaign=campaign.name, trial_id=champion.trial_id, objective=champion.objective,
-                    round=champion.round)
-    version = tracking.log_generator(tracking_uri, champion.run_id or parent_run_id,
-                                     ServingGenerator(generator, spec.data.scale, metadata),
-                                     example, metadata, campaign.register_as, alias="champion")
+    about = {"campaign": campaign.name, "trial_id": champion.trial_id, "objective": champion.objective,
+             "round": champion.round}
+    version = log_checkpoint_generator(spec, state, tracking_uri, champion.run_id or parent_run_id,
+                                       campaign.register_as, "champion", about)
     tags = {"zerosum.campaign": campaign.name, "zerosum.trial_id": champion.trial_id,
             "zerosum.objective": f"{champion.objective:.6g}",
             "zerosum.objective_metric": campaign.spec.objective.describe(), "zerosum.round": champion.round,

@@ -19,8 +19,8 @@ from evals.stats import FeatureStats
 from zerosum.config import JobSpec, load_job, validate_job
 from zerosum.data import load_dataset
 from zerosum.errors import ConfigError, ZerosumError
-from zerosum.featurizer import with_featurizer
-from zerosum.train.evaluation import build_extractor, check_eval_spec, extract, real_reference, score
+from zerosum.featurizer import prepare_eval_spec
+from zerosum.train.evaluation import build_extractor, extract, real_reference, score
 
 METRICS = ("fid", "kid", "mmd", "modes", "classes")
 
@@ -58,9 +58,7 @@ def evaluation_spec(args: argparse.Namespace) -> JobSpec:
     if args.featurizer:
         evals["featurizer_path"] = args.featurizer.resolve()
     spec = spec.model_copy(update={"eval": spec.eval.model_copy(update=evals)})
-    spec = with_featurizer(spec)
-    check_eval_spec(spec)
-    return spec
+    return prepare_eval_spec(spec)
 
 
 def load_fakes(args: argparse.Namespace, spec: JobSpec) -> tuple[torch.Tensor, str]:

@@ -61,6 +61,15 @@ def with_featurizer(spec: JobSpec) -> JobSpec:
     return spec.model_copy(update={"eval": spec.eval.model_copy(update={"featurizer_path": path})})
 
 
+def prepare_eval_spec(spec: JobSpec) -> JobSpec:
+    """The spec ready for evaluation: featurizer filled in, impossible combinations refused."""
+    from zerosum.train.evaluation import check_eval_spec
+
+    spec = with_featurizer(spec)
+    check_eval_spec(spec)
+    return spec
+
+
 def cmd_featurizer_train(args: argparse.Namespace) -> int:
     try:
         data = DataSpec.model_validate({"name": args.dataset, "root": args.root})

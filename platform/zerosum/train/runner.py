@@ -23,10 +23,9 @@ from zerosum import tracking
 from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.data import describe_dataset, to_unit_images
 from zerosum.errors import ZerosumError
-from zerosum.featurizer import with_featurizer
+from zerosum.featurizer import prepare_eval_spec
 from zerosum.samples import samples_to_image, save_png
 from zerosum.train import checkpoint as ckpt
-from zerosum.train.evaluation import check_eval_spec
 from zerosum.train.setup import build_models, noise_source_for
 
 log = logging.getLogger(__name__)
@@ -87,12 +86,15 @@ def fault_from_env(run_dir: Path) -> dict[str, Any] | None:
             "marker": str(run_dir / ".fault-injected")}
 
 
-def init_ray() -> None:
-    """Connect to RAY_ADDRESS if set, else start a local instance (token auth stays on)."""
+def init_ray(with_dashboard: bool = False) -> None:
+    """Connect to RAY_ADDRESS if set, else start a local instance (token auth stays on).
+
+    Campaigns of Ray Train trials need the dashboard: its State API is how Ray Train
+    frees a finished run's placement group, without which the next trial's workers starve."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, configure_logging=True, logging_level=logging.WARNING)
+        ray.init(include_dashboard=with_dashboard, configure_logging=True, logging_level=logging.WARNING)
 
 
 def build_trainer(spec: JobSpec, run_dir: Path, loop_config: dict[str, Any], callbacks: list | None = None):
@@ -121,8 +123,7 @@ def build_trainer(spec: JobSpec, run_dir: Path, loop_config: dict[str, Any], cal
 def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[str, str, int], Any] | None = None) -> RunResult:
     """Train the job on Ray Train and log the final generator. `watch(uri, run_id, total)`
     is an optional context manager factory that shows progress while training runs."""
-    spec = with_featurizer(spec)
-    check_eval_spec(spec)
+    spec = prepare_eval_spec(spec)
     tracking_uri = tracking.resolve_tracking_uri()
     run_dir, run_id = prepare_run(spec, resume, tracking_uri)
     init_ray()
@@ -143,38 +144,46 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[str, str, int]
 def finish_run(spec: JobSpec, run_dir: Path, run_id: str, tracking_uri: str, checkpoint_dir: Path) -> RunResult:
     """Log curves, a final grid and the generator (registered, alias 'candidate'); close the run."""
     state = ckpt.load_weights(checkpoint_dir / ckpt.STATE_FILE)
-    generator = load_trained_generator(spec, state)
     tracking.log_loss_curves(tracking_uri, run_id)
     grid_path = run_dir / "samples.png"
-    save_png(sample_picture(spec, generator), grid_path)
-    example, metadata = serving_example(spec)
-    version = tracking.log_generator(tracking_uri, run_id, ServingGenerator(generator, spec.data.scale, metadata),
-                                     example, metadata, spec.tracking.register_as)
+    shape = describe_dataset(spec.data)
+    save_png(sample_picture(spec, load_trained_generator(spec, state, shape), shape[1]), grid_path)
+    version = log_checkpoint_generator(spec, state, tracking_uri, run_id, spec.tracking.register_as, "candidate")
     tracking.end_run(tracking_uri, run_id)
     model_uri = f"models:/{spec.tracking.register_as}@candidate" if version else f"runs:/{run_id}/generator"
     return RunResult(run_dir, run_id, int(state["rounds_done"]), model_uri, grid_path, {})
 
 
-def load_trained_generator(spec: JobSpec, state: dict[str, Any]) -> nn.Module:
-    """G (EMA weights when kept) from a checkpoint's state, in eval mode on CPU."""
-    sample_shape, num_classes = describe_dataset(spec.data)
-    generator, _ = build_models(spec, sample_shape, num_classes)
+def log_checkpoint_generator(spec: JobSpec, state: dict[str, Any], tracking_uri: str, run_id: str,
+                             register_as: str | None, alias: str, extra_metadata: dict[str, Any] | None = None):
+    """Log the checkpoint's G (EMA when kept) as a serving model, register it and set `alias`.
+    Used for a run's final model and for a campaign's champion. Returns the version or None."""
+    shape = describe_dataset(spec.data)
+    example, metadata = serving_example(spec, shape)
+    metadata.update(extra_metadata or {})
+    served = ServingGenerator(load_trained_generator(spec, state, shape), spec.data.scale, metadata)
+    return tracking.log_generator(tracking_uri, run_id, served, example, metadata, register_as, alias=alias)
+
+
+def load_trained_generator(spec: JobSpec, state: dict[str, Any], shape: tuple[tuple[int, ...], int]) -> nn.Module:
+    """G (EMA weights when kept) from a checkpoint's state, in eval mode on CPU.
+    shape: (sample_shape, num_classes) as `describe_dataset` gives them."""
+    generator, _ = build_models(spec, *shape)
     generator.load_state_dict(state["ema"] if state.get("ema") is not None else state["generator"])
     return generator.eval()
 
 
 @torch.no_grad()
-def sample_picture(spec: JobSpec, generator: nn.Module, n: int = 64):
-    sample_shape, num_classes = describe_dataset(spec.data)
+def sample_picture(spec: JobSpec, generator: nn.Module, num_classes: int, n: int = 64):
     noise = noise_source_for(spec, num_classes)
     rng = torch.Generator().manual_seed(spec.schedule.seed)
     z, y = noise.sample(n, rng, torch.device("cpu")), noise.labels(n, rng, torch.device("cpu"))
     return samples_to_image(generator(z, y), spec.data.scale)
 
 
-def serving_example(spec: JobSpec) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+def serving_example(spec: JobSpec, shape: tuple[tuple[int, ...], int]) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
     """Example inputs for export and the metadata `zerosum sample` needs."""
-    sample_shape, num_classes = describe_dataset(spec.data)
+    sample_shape, num_classes = shape
     classes = num_classes if spec.model.conditional else 0
     g = spec.model.g
     example = (torch.zeros(2, g.z_dim),) + ((torch.zeros(2, dtype=torch.int64),) if classes else ())
