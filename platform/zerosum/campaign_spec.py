@@ -38,7 +38,7 @@ from zerosum.campaign_schema import (  # noqa: F401 (re-exported: the campaign m
     CampaignSpec, DomainSpec, FifoSpec, ObjectiveSpec, PbtSpec, ResourcesSpec, TrialSpec,
 )
 from zerosum.config import (
-    JobSpec, apply_overrides, format_validation_error, job_to_dict, parse_override, read_yaml, set_path,
+    JobSpec, apply_overrides, format_validation_error, job_to_dict, model_of, parse_override, read_yaml, set_path,
     validate_job,
 )
 from zerosum.errors import ConfigError
@@ -151,15 +151,6 @@ def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- search paths
 
 
-def model_of(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model a field holds (also through Optional), else None."""
-    candidates = [annotation, *getattr(annotation, "__args__", ())]
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
 def expand_path(model: type[BaseModel], parts: list[str]) -> list[list[str]]:
     """All concrete field paths that `parts` (with '*' wildcards) names under `model`."""
     if not parts:
@@ -205,10 +196,7 @@ def resolve_search_path(key: str, source: str) -> list[list[str]]:
 def set_targets(job: dict[str, Any], targets: list[list[str]], value: Any) -> None:
     """Set `value` at every target path of a (plain, resolved) job dict, in place."""
     for target in targets:
-        node = job
-        for key in target[:-1]:
-            node = node.setdefault(key, {})
-        node[target[-1]] = copy.deepcopy(value)
+        set_path(job, target, copy.deepcopy(value))
 
 
 def check_search_values(campaign: Campaign) -> None:

@@ -264,14 +264,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     return merged
 
 
+def model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (also through Optional), else None."""
+    for candidate in [annotation, *getattr(annotation, "__args__", ())]:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def allowed_fields(model: type[BaseModel], path: tuple) -> list[str]:
     """Field names of the sub-model at `path` (for 'unknown field' messages)."""
     for key in path:
         field = model.model_fields.get(str(key))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        model = model_of(getattr(field, "annotation", None))
+        if model is None:
             return []
-        model = annotation
     return list(model.model_fields)
 
 
