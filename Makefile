@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-all bench gpu-test clean
+.PHONY: demo test lint test-all browser bench gpu-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,25 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/zerosum run jobs/quickstart.yaml
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest -m "not gpu" -q
+
+# tests/cli/test_ui_browser.py drives Debian's chromium through chromium-driver
+# (browsers that download themselves are not used). As root on Debian this installs them;
+# elsewhere it prints what to install, and that test then fails saying the same.
+CHROMEDRIVER := /usr/bin/chromedriver
+browser:
+	@if [ -x $(CHROMEDRIVER) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null; then \
+		echo "make browser: installing chromium and chromium-driver with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+			|| echo "make browser: apt-get failed; tests/cli/test_ui_browser.py will fail until chromium and chromium-driver are installed"; \
+	else \
+		echo "make browser: no $(CHROMEDRIVER); tests/cli/test_ui_browser.py needs: sudo apt-get install chromium chromium-driver"; \
+	fi
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
 
 gpu-test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -m gpu -q

@@ -104,8 +104,8 @@ def bench_kid(args) -> None:
     exact = None
     for dtype in args.kid_dtypes:
         x, y = x64.to(dtype), y64.to(dtype)
-        runs = alternate({"evals": lambda: kid(x, y, seed=2020),
-                          "torch-fidelity": lambda: kid_features_to_metric(x, y, **options)}, args.kid_repeats)
+        runs = alternate({"evals": lambda x=x, y=y: kid(x, y, seed=2020),
+                          "torch-fidelity": lambda x=x, y=y: kid_features_to_metric(x, y, **options)}, args.kid_repeats)
         (ours_s, ours), (tf_s, tf) = runs["evals"], runs["torch-fidelity"]
         tf_mean = tf["kernel_inception_distance_mean"]
         exact = ours.mean if dtype == torch.float64 else exact

@@ -2,7 +2,7 @@
 
 Both train the same DCGAN on MNIST (batch 64, 1 D + 1 G step per round, Adam
 2e-4), in this process's session, with the same number of threads. zerosum's
-figure is `perf/images_per_s` as its loop logs it (real images per second over
+figure is `perf/real_samples_per_s` as its loop logs it (real images per second over
 a logging window), with the first window (warm-up) dropped; the plain loop is
 timed the same way. Prints both and the ratio (target >= 0.95).
 
@@ -53,20 +53,20 @@ def bench_spec(args: argparse.Namespace, workdir: Path):
 
 
 def zerosum_images_per_s(spec, workdir: Path) -> float:
-    """Median perf/images_per_s over zerosum's logging windows, warm-up window dropped."""
-    from zerosum import tracking
-    from zerosum.train.runner import run_job
+    """Median perf/real_samples_per_s over zerosum's logging windows, warm-up window dropped."""
+    from zerosum.train.driver import run_job
 
     result = run_job(spec)
-    _, values = tracking.metric_history(tracking.resolve_tracking_uri(), result.mlflow_run_id, "perf/images_per_s")
+    _, values = result.run.metric_history("perf/real_samples_per_s")
     return statistics.median(values[1:])
 
 
 def plain_images_per_s(spec, device: torch.device, bf16: bool) -> float:
     """The same models and data, stepped by the textbook loop of step_throughput.plain_round."""
     from step_throughput import plain_round
+
     from zerosum.data import load_dataset
-    from zerosum.train.setup import build_models
+    from zerosum.train.build import build_models
 
     torch.manual_seed(0)
     data = load_dataset(spec.data, "train").samples.to(device)

@@ -18,15 +18,17 @@ accuracy; ``fit_classifier`` defaults to 2 epochs (about 99%).
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from evals.images import images_to_uint8
+from evals.io import atomic_write
 
 __all__ = [
     "DomainClassifier",
@@ -45,8 +47,6 @@ _META_TYPES = (int, float, str, bool)
 
 def images_to_unit_float(images) -> torch.Tensor:
     """uint8 or [0, 1] float images (N, C, H, W) -> float32 in [0, 1], quantised to k/255."""
-    from evals.features import images_to_uint8
-
     return images_to_uint8(images, channels=None).to(torch.float32).div_(255)
 
 
@@ -219,14 +219,9 @@ def save_classifier(model: DomainClassifier, path, meta: dict | None = None) -> 
     bad = {k: type(v).__name__ for k, v in meta.items() if not isinstance(k, str) or not isinstance(v, _META_TYPES)}
     if bad:
         raise ValueError(f"meta values must be int, float, str or bool with str keys; got {bad}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": "evals.DomainClassifier/1", "config": dict(model.config), "meta": meta,
                "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_classifier(path, device="cpu") -> tuple[DomainClassifier, dict]:

@@ -133,7 +133,7 @@ class FIDReference:
         self._sqrt_cov_t = torch.from_numpy(self.sqrt_cov)
 
     @classmethod
-    def from_stats(cls, stats: FeatureStats) -> "FIDReference":
+    def from_stats(cls, stats: FeatureStats) -> FIDReference:
         """Build from merged reference statistics (count >= 2)."""
         return cls(stats.mean(), stats.cov())
 

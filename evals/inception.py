@@ -17,8 +17,9 @@ returns the first state_dict file it finds:
    layer = 0) and the result is cached atomically;
 4. download from torch-fidelity's release URL, only with ``allow_download=True``.
 
-The cache directory is ``$ZEROSUM_CACHE``, else ``$EVALS_CACHE``, else
-``~/.cache/zerosum``; converted weights go to ``<cache>/inception/``.
+The cache directory is an argument (``cache=``); without one it is
+``~/.cache/evals``. evals reads no environment variable of its own callers:
+zerosum passes its cache folder. Converted weights go to ``<cache>/inception/``.
 Every state_dict is read with ``torch.load(..., weights_only=True)``.
 """
 
@@ -26,17 +27,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from evals.io import atomic_write
+
 __all__ = [
     "FID_HELPER_SHA256",
     "InceptionWeightsNotFound",
-    "cache_dir",
+    "default_cache_dir",
     "convert_fid_helper_weights",
     "resolve_inception_weights",
 ]
@@ -57,12 +59,9 @@ class InceptionWeightsNotFound(FileNotFoundError):
     """No TF-FID Inception weights could be found, made or downloaded."""
 
 
-def cache_dir() -> Path:
-    """The evals cache: $ZEROSUM_CACHE, else $EVALS_CACHE, else ~/.cache/zerosum."""
-    for variable in ("ZEROSUM_CACHE", "EVALS_CACHE"):
-        if os.environ.get(variable):
-            return Path(os.environ[variable]).expanduser()
-    return Path.home() / ".cache" / "zerosum"
+def default_cache_dir() -> Path:
+    """Where converted weights go when the caller names no cache folder: ~/.cache/evals."""
+    return Path.home() / ".cache" / "evals"
 
 
 def _sha256(path: Path) -> str:
@@ -74,10 +73,7 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def _torch_fidelity_layout() -> nn.Module:
@@ -203,7 +199,7 @@ def resolve_inception_weights(path=None, *, allow_download: bool = False, cache=
     Args:
         path: an explicit weights file; if given it must exist (no fallback).
         allow_download: try the internet as the last resort.
-        cache: cache directory instead of ``cache_dir()``.
+        cache: cache directory (default ``default_cache_dir()``).
 
     Raises:
         InceptionWeightsNotFound: listing every option and why it did not work.
@@ -212,7 +208,7 @@ def resolve_inception_weights(path=None, *, allow_download: bool = False, cache=
         if not Path(path).is_file():
             raise InceptionWeightsNotFound(f"weights path {path} does not exist or is not a file")
         return Path(path)
-    cache = Path(cache) if cache is not None else cache_dir()
+    cache = Path(cache) if cache is not None else default_cache_dir()
     found = next((p for p in _hub_candidates(cache) if p.is_file()), None)
     if found is not None:
         return found

@@ -13,8 +13,14 @@ Keys: ``eval/fid``, ``eval/kid``, ``eval/kid_std``, ``eval/mmd2``,
 from __future__ import annotations
 
 from evals.fid import FIDReference
-from evals.mmd import kid, mmd_permutation_test
-from evals.modes import class_histogram, classes_covered, kl_to_uniform, mixture_centres, mixture_mode_coverage
+from evals.mmd import DEFAULT_PERMUTATIONS, kid, mmd_permutation_test
+from evals.modes import (
+    class_histogram,
+    classes_covered,
+    kl_to_uniform,
+    mixture_centres,
+    mixture_mode_coverage,
+)
 from evals.stats import FeatureStats
 
 __all__ = ["FEATURE_METRICS", "class_metrics", "feature_metrics", "mixture_metrics"]
@@ -24,7 +30,7 @@ FEATURE_METRICS = ("fid", "kid", "mmd")
 
 def feature_metrics(fake=None, real=None, *, metrics=FEATURE_METRICS, reference: FIDReference | None = None,
                     fake_stats: FeatureStats | None = None, kernel: str = "gaussian",
-                    num_permutations: int = 1000, kid_subsets: int = 100, kid_subset_size: int = 1000,
+                    num_permutations: int = DEFAULT_PERMUTATIONS, kid_subsets: int = 100, kid_subset_size: int = 1000,
                     seed: int = 0) -> dict[str, float]:
     """FID, KID and the MMD test between generated and real features.
 

@@ -36,6 +36,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+# Permutations of the MMD test unless a caller asks otherwise (p-value resolution 1/1001).
+DEFAULT_PERMUTATIONS = 1000
+
 __all__ = [
     "GAUSSIAN_FACTORS",
     "KERNELS",
@@ -196,7 +199,7 @@ def _split_statistics(matrix: torch.Tensor, masks: torch.Tensor, n: int) -> torc
     return (sum_xx - diag_x) / (n * (n - 1)) + (sum_yy - diag_y) / (m * (m - 1)) - 2 * sum_xy / (n * m)
 
 
-def mmd_permutation_test(x, y, kernel: str = "gaussian", num_permutations: int = 1000,
+def mmd_permutation_test(x, y, kernel: str = "gaussian", num_permutations: int = DEFAULT_PERMUTATIONS,
                          seed: int = 0) -> MMDTestResult:
     """Permutation two-sample test with the unbiased MMD^2 statistic.
 

@@ -19,12 +19,13 @@ place; ``merge`` and ``merge_all`` return a new object and leave inputs alone.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
+
+from evals.io import atomic_write
 
 __all__ = ["FeatureStats", "features_to_stats"]
 
@@ -74,19 +75,19 @@ class FeatureStats:
         return f"FeatureStats(count={self.count}, dim={self.dim})"
 
     @classmethod
-    def empty(cls, dim: int) -> "FeatureStats":
+    def empty(cls, dim: int) -> FeatureStats:
         """Statistics of zero vectors of dimension ``dim`` (the identity of ``merge``)."""
         if int(dim) < 1:
             raise ValueError(f"dim must be >= 1; got {dim}")
         return cls(0, np.zeros(dim), np.zeros((dim, dim)))
 
     @classmethod
-    def from_features(cls, features) -> "FeatureStats":
+    def from_features(cls, features) -> FeatureStats:
         """Statistics of ``features``: torch tensor or numpy array (N, D), any float dtype."""
         array = _as_float64_numpy(features)
         return cls(array.shape[0], array.sum(axis=0), array.T @ array)
 
-    def update(self, features) -> "FeatureStats":
+    def update(self, features) -> FeatureStats:
         """Add a batch of features (N, D) in place; returns ``self`` for chaining."""
         array = _as_float64_numpy(features)
         if array.shape[1] != self.dim:
@@ -96,7 +97,7 @@ class FeatureStats:
         self.outer_sum += array.T @ array
         return self
 
-    def merge(self, other: "FeatureStats") -> "FeatureStats":
+    def merge(self, other: FeatureStats) -> FeatureStats:
         """Statistics of the union of both samples, as a new object."""
         if not isinstance(other, FeatureStats):
             raise ValueError(f"other must be a FeatureStats; got {type(other).__name__}")
@@ -109,7 +110,7 @@ class FeatureStats:
         )
 
     @classmethod
-    def merge_all(cls, stats: Iterable["FeatureStats"]) -> "FeatureStats":
+    def merge_all(cls, stats: Iterable[FeatureStats]) -> FeatureStats:
         """Merge a non-empty iterable of statistics of the same dimension."""
         stats = list(stats)
         if not stats:
@@ -146,7 +147,7 @@ class FeatureStats:
         return torch.from_numpy(flat).to(device=device or "cpu")
 
     @classmethod
-    def from_tensor(cls, flat: torch.Tensor, dim: int) -> "FeatureStats":
+    def from_tensor(cls, flat: torch.Tensor, dim: int) -> FeatureStats:
         """Inverse of ``to_tensor``: ``flat`` is a tensor (1 + dim + dim*dim,) on any device."""
         expected = 1 + dim + dim * dim
         if not isinstance(flat, torch.Tensor) or flat.ndim != 1 or flat.numel() != expected:
@@ -160,22 +161,12 @@ class FeatureStats:
 
     def save(self, path) -> Path:
         """Write to ``path`` (.npz) atomically: a temporary name, then os.replace."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                version=np.int64(_FORMAT_VERSION),
-                count=np.int64(self.count),
-                feature_sum=self.feature_sum,
-                outer_sum=self.outer_sum,
-            )
-        os.replace(tmp, path)
-        return path
+        arrays = {"version": np.int64(_FORMAT_VERSION), "count": np.int64(self.count),
+                  "feature_sum": self.feature_sum, "outer_sum": self.outer_sum}
+        return atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
-    def load(cls, path) -> "FeatureStats":
+    def load(cls, path) -> FeatureStats:
         """Read statistics written by ``save`` (no pickles are loaded)."""
         with np.load(Path(path), allow_pickle=False) as data:
             missing = sorted({"version", "count", "feature_sum", "outer_sum"} - set(data.files))

@@ -15,8 +15,8 @@ restores it, so a training checkpoint can carry them.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 __all__ = [
     "AllOf",
@@ -26,6 +26,7 @@ __all__ = [
     "Patience",
     "StoppingRule",
     "TwoSampleTestStop",
+    "is_better",
 ]
 
 
@@ -59,6 +60,19 @@ class StoppingRule:
             setattr(self, key, state[key])
 
 
+def is_better(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:
+    """Is `value` better than `best` by more than `min_delta` under `mode` ("min"/"max")?
+
+    A NaN value is never better; anything that is not NaN beats a missing or NaN best.
+    The one comparison that stopping rules, campaign tables and progress lines share.
+    """
+    if math.isnan(value):
+        return False
+    if best is None or math.isnan(best):
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
 def _check_mode(mode: str) -> str:
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max'; got {mode!r}")
@@ -88,13 +102,7 @@ class Patience(StoppingRule):
         self.bad_updates = 0
 
     def _improves(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return is_better(value, self.best, self.mode, self.min_delta)
 
     def update(self, metrics: Mapping[str, float]) -> Decision:
         if self.metric not in metrics:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -17,3 +23,31 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
     command = [sys.executable, "-m", "zerosum.cli", *args]
     return subprocess.run(command, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def zerosum_ui(cwd: Path, timeout: float = 90) -> Iterator[int]:
+    """`zerosum ui` on a free port in cwd until /health answers; yields the port, then stops
+    the server's whole process group (mlflow ui starts a uvicorn child)."""
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "zerosum.cli", "ui", "--port", str(port)], cwd=cwd,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + timeout, None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    status = response.status
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, f"zerosum ui gave no /health answer on port {port} in {timeout} s"
+        yield port
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)

@@ -24,9 +24,23 @@ from pydantic import (
     model_validator,
 )
 
+from zerosum.catalog import (
+    ACTIVATION_NAMES,
+    ARCH_NAMES,
+    DATASET_NAMES,
+    DATASETS,
+    EVAL_METRICS,
+    EVAL_NUM_SAMPLES,
+    FEATURE_KINDS,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    LOSS_NAMES,
+    MMD_PERMUTATIONS,
+    OPTIMIZER_NAMES,
+    OUTPUT_NAMES,
+)
 from zerosum.errors import ConfigError
 
-DATASETS_ON_DISK = ("mnist", "fashion-mnist", "folder")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
@@ -37,7 +51,7 @@ class StrictModel(BaseModel):
 
 
 class DataSpec(StrictModel):
-    name: Literal["mnist", "fashion-mnist", "digits", "ring8", "grid25", "folder"]
+    name: Literal[DATASET_NAMES]
     root: Path | None = Field(None, description="folder with the raw files (mnist, fashion-mnist, folder)")
     download: bool = Field(False, description="let torchvision download mnist/fashion-mnist into root")
     scale: Literal["unit", "symmetric"] = Field("symmetric", description="pixels in [0,1] or [-1,1]")
@@ -48,7 +62,7 @@ class DataSpec(StrictModel):
 
     @model_validator(mode="after")
     def _root_exists(self, info: ValidationInfo) -> DataSpec:
-        if self.name not in DATASETS_ON_DISK:
+        if not DATASETS[self.name].on_disk:
             return self
         if self.root is None:
             raise ValueError(f"data.root is required for dataset '{self.name}'")
@@ -63,11 +77,12 @@ class DataSpec(StrictModel):
         return self
 
 
-Activation = Literal["relu", "leaky_relu", "sigmoid", "tanh"]
+Activation = Literal[ACTIVATION_NAMES]
+Arch = Literal[ARCH_NAMES]
 
 
 class GeneratorSpec(StrictModel):
-    arch: Literal["mlp", "dcgan"] = "dcgan"
+    arch: Arch = "dcgan"
     z_dim: PositiveInt = 100
     z_distribution: Literal["normal", "uniform", "normal-minmax"] = Field(
         "normal", description="normal-minmax: N(0,1) rows min-max scaled to [0,1], as in the seed"
@@ -77,14 +92,14 @@ class GeneratorSpec(StrictModel):
     )
     hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 256])
     activation: Activation = "relu"
-    output: Literal["tanh", "sigmoid", "identity"] = "tanh"
+    output: Literal[OUTPUT_NAMES] = "tanh"
     base_channels: PositiveInt = 64
     batch_norm: bool = True
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class DiscriminatorSpec(StrictModel):
-    arch: Literal["mlp", "dcgan"] = "dcgan"
+    arch: Arch = "dcgan"
     hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 256])
     activation: Activation = "leaky_relu"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -101,12 +116,12 @@ class ModelSpec(StrictModel):
 
 
 class LossSpec(StrictModel):
-    name: Literal["minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan"] = "nonsaturating"
+    name: Literal[LOSS_NAMES] = "nonsaturating"
     gp_weight: NonNegativeFloat = Field(10.0, description="wgan-gp: gradient penalty weight")
 
 
 class OptimizerSpec(StrictModel):
-    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    name: Literal[OPTIMIZER_NAMES] = "adam"
     lr: PositiveFloat = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: NonNegativeFloat = 0.0
@@ -165,13 +180,15 @@ class StopSpec(StrictModel):
 
 class EvalSpec(StrictModel):
     every_rounds: PositiveInt | None = Field(None, description="evaluate every N rounds; none = at the end")
-    num_samples: PositiveInt = Field(1000, description="fakes (and reals) per evaluation, all workers")
+    num_samples: PositiveInt = Field(EVAL_NUM_SAMPLES, description="fakes (and reals) per evaluation, all workers")
     grid_size: PositiveInt = Field(64, description="images in the logged sample grid")
-    metrics: list[Literal["fid", "kid", "mmd", "modes", "classes"]] = Field(default_factory=list)
-    features: Literal["auto", "classifier", "inception", "identity"] = "auto"
+    metrics: list[Literal[EVAL_METRICS]] = Field(default_factory=list)
+    features: Literal[FEATURE_KINDS] = "auto"
     featurizer_path: Path | None = Field(None, description="trained classifier weights (features: classifier)")
     inception_weights: Path | None = None
-    mmd_permutations: PositiveInt = 200
+    mmd_permutations: PositiveInt = MMD_PERMUTATIONS
+    kid_subsets: PositiveInt = Field(KID_SUBSETS, description="KID: random subsets averaged")
+    kid_subset_size: PositiveInt = Field(KID_SUBSET_SIZE, description="KID: samples per subset, capped at the count")
     stop: StopSpec = Field(default_factory=StopSpec)
 
 

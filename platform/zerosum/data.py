@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import gzip
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
 from evals.modes import mixture_centres as evals_mixture
+from zerosum.catalog import DATASETS
 from zerosum.config import DataSpec
 from zerosum.errors import DataError
 
@@ -162,7 +163,7 @@ def to_unit_images(samples: torch.Tensor, scale: str) -> torch.Tensor:
 
 def load_dataset(spec: DataSpec, split: str = "train", seed: int = 0) -> Dataset:
     """Build the dataset named by the spec. split: 'train' or 'test'."""
-    if spec.name in ("ring8", "grid25"):
+    if DATASETS[spec.name].mixture:
         # A test split is a fresh draw from the same mixture, seeded apart from training.
         points, modes = sample_mixture(spec.name, spec.num_samples, seed + (0 if split == "train" else 1))
         return _limit(Dataset(points, modes, num_classes=len(mixture_centres(spec.name))), spec.limit)
@@ -185,10 +186,9 @@ def _limit(dataset: Dataset, limit: int | None) -> Dataset:
 
 def describe_dataset(spec: DataSpec) -> tuple[tuple[int, ...], int]:
     """(sample_shape, num_classes) without loading pixels where the answer is known."""
-    known = {"mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10), "digits": ((1, 8, 8), 10),
-             "ring8": ((2,), 8), "grid25": ((2,), 25)}
-    if spec.name in known:
-        return known[spec.name]
+    info = DATASETS[spec.name]
+    if info.sample_shape is not None and info.num_classes is not None:
+        return info.sample_shape, info.num_classes
     dataset = load_dataset(spec)
     return dataset.sample_shape, dataset.num_classes
 

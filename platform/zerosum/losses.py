@@ -10,12 +10,12 @@ Imports torch only (see ARCHITECTURE.md, "Boundaries").
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-LOSS_NAMES = ("minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan")
+from zerosum.catalog import LOSS_NAMES
 
 
 def _check_name(name: str) -> None:

@@ -16,7 +16,6 @@ from evals.classifier import (
     save_classifier,
 )
 from evals.features import ClassifierExtractor, build_feature_extractor
-
 from evals_fixtures import mnist, torch_threads  # noqa: F401  (mnist is a fixture)
 
 

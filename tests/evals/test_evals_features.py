@@ -61,9 +61,9 @@ def test_identity_and_registry():
 
 @pytest.fixture
 def empty_homes(tmp_path, monkeypatch):
-    """No hub cache and an empty evals cache."""
+    """No hub cache and an empty default evals cache (~/.cache/evals under a fresh HOME)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("ZEROSUM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path
 
 
@@ -98,9 +98,8 @@ def test_conversion_checks_sha256(tmp_path):
 def test_converted_weights_are_reused(inception_weights, monkeypatch):
     root = inception_weights.parents[2]
     monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
-    monkeypatch.setenv("ZEROSUM_CACHE", str(root / "cache"))
     monkeypatch.setattr(inception, "_fid_helper_file", lambda: pytest.fail("must reuse the cached file"))
-    assert inception.resolve_inception_weights() == inception_weights
+    assert inception.resolve_inception_weights(cache=root / "cache") == inception_weights
     state = inception.load_inception_state_dict(inception_weights)
     assert len([key for key in state if key.endswith(".conv.weight")]) == 94
     assert torch.equal(state["Mixed_7c.branch_pool.bn.weight"], torch.ones(192))

@@ -28,7 +28,9 @@ def small_pair():
 def test_cubic_mmd2_matches_the_written_out_estimator(small_pair):
     x, y = small_pair
     expected = naive_mmd2(x, y, lambda a, b: (a @ b / 3 + 1) ** 3)
-    assert mmd.mmd2_unbiased(x, y, kernel="cubic") == pytest.approx(expected, rel=1e-12)
+    # float64, kernel values up to ~52 (mixed sign) and MMD^2 = 2.6: the naive sequential sums of
+    # ~132 terms err by <= ~132 eps64 * 52 per mean, ~3e-12 absolute in all, ~1.3e-12 relative.
+    assert mmd.mmd2_unbiased(x, y, kernel="cubic") == pytest.approx(expected, rel=1e-11)
 
 
 def test_gaussian_mmd2_matches_median_heuristic_mixture(small_pair):
@@ -43,6 +45,8 @@ def test_gaussian_mmd2_matches_median_heuristic_mixture(small_pair):
         d = ((a - b) ** 2).sum()
         return np.mean([np.exp(-d / (f * median)) for f in mmd.GAUSSIAN_FACTORS])
 
+    # float64, kernel <= 1, MMD^2 = 0.12: torch's |a|^2 + |b|^2 - 2 a.b distances vs the direct ones,
+    # and sums of <= 132 terms, differ by ~1e-13 absolute (~2e-12 relative); 1e-10 leaves room.
     assert mmd.mmd2_unbiased(x, y, kernel="gaussian") == pytest.approx(naive_mmd2(x, y, kernel), rel=1e-10)
 
 
@@ -53,13 +57,17 @@ def test_permuted_statistics_equal_recomputed_ones(small_pair):
     batched = mmd._split_statistics(matrix, masks, 12)
     for row, value in zip(masks, batched):
         order = torch.cat([torch.nonzero(row).flatten(), torch.nonzero(1 - row).flatten()])
-        assert float(value) == pytest.approx(mmd.mmd2_from_kernel(matrix[order][:, order], 12), abs=1e-13)
+        # float64, kernel <= 1: sums of <= 441 terms (<= 441 in size), and sum_yy = total - 2 x_rows
+        # + sum_xx cancels them; ~42 eps64 * 441 / 72 per term, ~1e-13 worst case.
+        assert float(value) == pytest.approx(mmd.mmd2_from_kernel(matrix[order][:, order], 12), abs=1e-12)
 
 
 def test_permutation_result_reports_observed_mmd2(small_pair):
     x, y = small_pair
     result = mmd.mmd_permutation_test(x, y, kernel="cubic", num_permutations=50, seed=1)
-    assert result.mmd2 == pytest.approx(mmd.mmd2_unbiased(x, y, kernel="cubic"), rel=1e-12)
+    # Same float64 kernel matrix, different sums: as above with kernel values up to 52 and
+    # MMD^2 = 2.6, ~1.6e-12 absolute (6e-13 relative) worst case.
+    assert result.mmd2 == pytest.approx(mmd.mmd2_unbiased(x, y, kernel="cubic"), rel=1e-11)
     assert 1 / 51 <= result.pvalue <= 1
 
 
@@ -87,8 +95,12 @@ def test_kid_matches_torch_fidelity(case, strategy):
     )
     result = mmd.kid(x, y, num_subsets=spec["num_subsets"], subset_size=spec["subset_size"], seed=2020,
                      strategy=strategy, block_size=64)
-    assert result.mean == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-6)
-    assert result.std == pytest.approx(expected["kernel_inception_distance_std"], rel=1e-6, abs=1e-15)
+    # Both float64. KID (>= 8e-3 here) is a difference of kernel means, kernel values <= ~21, so
+    # round-off is absolute: per mean <= (3 * 128 dot-product terms + ~600 summed terms) * 1.1e-16
+    # * 21 ~ 2.3e-12, weights 1 + 1 + 2, two implementations: ~2e-11. The std moves by at most
+    # as much as the values do (whole-set subsets: a std of pure round-off, ~4e-16 observed).
+    assert result.mean == pytest.approx(expected["kernel_inception_distance_mean"], abs=1e-10)
+    assert result.std == pytest.approx(expected["kernel_inception_distance_std"], abs=1e-10)
 
 
 def test_kid_float32_inputs_stay_close_to_float64():
@@ -96,7 +108,10 @@ def test_kid_float32_inputs_stay_close_to_float64():
     x, y = rng.random((200, 64)), rng.random((200, 64)) * 1.05
     exact = mmd.kid(x, y, num_subsets=5, subset_size=100)
     single = mmd.kid(x.astype(np.float32), y.astype(np.float32), num_subsets=5, subset_size=100)
-    assert single.mean == pytest.approx(exact.mean, rel=1e-3)
+    # KID = 4.3e-3, a difference of kernel means with k <= 3.1: each float32 kernel value is off
+    # by <= ~6 eps32 relative (64-term dot product, cubed; measured <= 3.0 eps), and MMD^2 weighs
+    # its means 1 + 1 + 2: 4 * 6 * 1.2e-7 * 3.1 = 8.9e-6 absolute, about 2e-3 of the value.
+    assert single.mean == pytest.approx(exact.mean, abs=1e-5)
 
 
 def test_permutation_test_holds_its_level(single_thread):
@@ -126,7 +141,8 @@ def test_identical_samples_warn_and_stay_finite():
     x = np.zeros((10, 3))
     with pytest.warns(RuntimeWarning, match="median pairwise distance is 0"):
         value = mmd.mmd2_unbiased(x, x.copy())
-    assert value == pytest.approx(0.0, abs=1e-12)
+    # Exact: every kernel value is exp(0) = 1, so each mean is (k^2 - k) / (k^2 - k) = 1 and 1 + 1 - 2 = 0.
+    assert value == 0.0
 
 
 @pytest.mark.parametrize(
@@ -156,6 +172,15 @@ def test_kid_torch_path_equals_numpy_path(dtype):
     def kernel_fn(a, b):
         return mmd._poly_block(a, b, 3, 1 / 20, 1.0)
 
+    # The per-subset MMD^2 (~5e-3) is a difference of kernel means (~2, k <= kernel_max ~3.5), so
+    # round-off is absolute, in units of kernel_max, not relative to MMD^2. Each path's kernel
+    # value carries <= ~3 eps of the input dtype (20-term dot product, cubed; measured <= 1.6 eps
+    # in float32): <= 6 eps between the paths. The float64 sums over <= ~200 terms add <= 200
+    # eps64. MMD^2 weighs its three means 1 + 1 + 2 = 4. float32: 1.0e-5 (6.6e-7 relative, 3e-9
+    # absolute, was seen); float64: 6e-13. A single misplaced kernel entry moves MMD^2 by ~1e-3.
+    z = np.concatenate([x, y])
+    kernel_max = float(kernel_fn(z, z).max())
+    atol = 4 * kernel_max * (6 * np.finfo(dtype).eps + 200 * np.finfo(np.float64).eps)
     for by in (lambda a, b: mmd._kid_by_masks(a, b, idx_x, idx_y, kernel_fn, 32),
                lambda a, b: mmd._kid_by_subsets(a, b, idx_x, idx_y, kernel_fn)):
-        np.testing.assert_allclose(by(torch.from_numpy(x), torch.from_numpy(y)), by(x, y), rtol=1e-9)
+        np.testing.assert_allclose(by(torch.from_numpy(x), torch.from_numpy(y)), by(x, y), rtol=0, atol=atol)

@@ -112,3 +112,13 @@ def test_state_round_trip_resumes_exactly():
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_is_better_orders_by_mode_and_never_prefers_nan():
+    from evals.stopping import is_better
+
+    assert is_better(1.0, 2.0, "min") and not is_better(2.0, 1.0, "min")
+    assert is_better(2.0, 1.0, "max") and not is_better(1.0, 1.0, "max")
+    assert not is_better(1.95, 2.0, "min", min_delta=0.1) and is_better(1.85, 2.0, "min", min_delta=0.1)
+    assert is_better(5.0, None, "min") and is_better(5.0, float("nan"), "max")
+    assert not is_better(float("nan"), None, "min") and not is_better(float("nan"), 1.0, "max")

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from zerosum.catalog import ARCH_NAMES
 from zerosum.models.dcgan import SPATIAL_PLANS, DCGANDiscriminator, DCGANGenerator, dcgan_plan
 from zerosum.models.layers import ACTIVATIONS, OUTPUTS, check_choice
 from zerosum.models.mlp import MLPDiscriminator, MLPGenerator
 
-ARCHS = ("mlp", "dcgan")
+ARCHS = ARCH_NAMES
 
 __all__ = [
     "ACTIVATIONS",

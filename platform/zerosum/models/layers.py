@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
-OUTPUTS = ("tanh", "sigmoid", "identity")
+from zerosum.catalog import ACTIVATION_NAMES as ACTIVATIONS
+from zerosum.catalog import OUTPUT_NAMES as OUTPUTS
 
 # DCGAN (Radford et al. 2016) uses slope 0.2 in D; we use it wherever leaky_relu is asked for.
 LEAKY_SLOPE = 0.2

@@ -12,11 +12,12 @@ nothing in a checkpoint is ever unpickled as code.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from zerosum.files import atomic_torch_save, atomic_write_text
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
@@ -24,22 +25,6 @@ CONFIG_FILE = "config.yaml"
 
 def rng_file(rank: int) -> str:
     return f"rng-rank{rank}.pt"
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to `path.tmp`, fsync, then rename: a crash leaves the old file or the new."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def load_weights(path: Path) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
-from typing import Callable, ContextManager
 
 import torch
 from torch import nn

@@ -1,0 +1,84 @@
+"""zerosum's vocabulary: the datasets it knows and the names its registries accept.
+
+Pure Python (no torch): `zerosum.config` builds its `Literal` choices from these
+tuples, so `zerosum validate` never imports torch, and a test checks that each tuple
+equals the registry that implements it (losses, models, optimisers, evals metrics).
+
+A dataset is either *points* (flat vectors, here 2-D Gaussian mixtures) or *images*
+(C, H, W). That one fact decides how samples are pictured (scatter or grid), which
+features evaluate them (identity or a network) and what a served generator returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DataKind = Literal["points", "images"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a dataset before any file is read.
+
+    sample_shape: (D,) for points, (C, H, W) for images; None where it comes from the
+    files (an image folder). num_classes: None where it comes from the files.
+    on_disk: reads files under data.root. labelled: every sample has a class label.
+    mixture: a Gaussian mixture with known modes (mode-coverage metrics apply).
+    """
+
+    name: str
+    kind: DataKind
+    sample_shape: tuple[int, ...] | None
+    num_classes: int | None
+    on_disk: bool = False
+    labelled: bool = True
+    mixture: bool = False
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", "images", (1, 28, 28), 10, on_disk=True),
+        DatasetInfo("fashion-mnist", "images", (1, 28, 28), 10, on_disk=True),
+        DatasetInfo("digits", "images", (1, 8, 8), 10),
+        DatasetInfo("ring8", "points", (2,), 8, mixture=True),
+        DatasetInfo("grid25", "points", (2,), 25, mixture=True),
+        DatasetInfo("folder", "images", None, None, on_disk=True, labelled=False),
+    )
+}
+DATASET_NAMES = tuple(DATASETS)
+MIXTURES = tuple(name for name, info in DATASETS.items() if info.mixture)
+
+# Registries' names: zerosum.losses, zerosum.models, zerosum.train.build, evals.metrics.
+LOSS_NAMES = ("minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan")
+ARCH_NAMES = ("mlp", "dcgan")
+ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
+OUTPUT_NAMES = ("tanh", "sigmoid", "identity")
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
+EVAL_METRICS = ("fid", "kid", "mmd", "modes", "classes")
+FEATURE_KINDS = ("auto", "classifier", "inception", "identity")
+
+# One default per number, used by job specs and by `zerosum eval` alike.
+MMD_PERMUTATIONS = 200
+EVAL_NUM_SAMPLES = 1000
+# torch-fidelity's KID protocol (Binkowski et al. 2018): 100 subsets of 1000 samples.
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The table row of a dataset; a ValueError lists the known names."""
+    if name not in DATASETS:
+        raise ValueError(f"data.name: unknown dataset {name!r}; allowed: {', '.join(DATASET_NAMES)}")
+    return DATASETS[name]
+
+
+def is_image_data(name: str) -> bool:
+    """True for datasets of (C, H, W) images, False for points."""
+    return dataset_info(name).kind == "images"
+
+
+def kind_of_shape(sample_shape: tuple[int, ...]) -> DataKind:
+    """'images' for (C, H, W), 'points' for (D,): for samples whose dataset is not named."""
+    return "images" if len(sample_shape) == 3 else "points"

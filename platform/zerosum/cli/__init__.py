@@ -1,0 +1,47 @@
+"""`zerosum` command line: one module per verb, each with `register_commands(commands)`.
+
+Importing this package, building the parser and `--help` load no torch, Ray or
+MLflow: each command imports what it needs when it runs. User mistakes
+(ZerosumError, ConfigError) print one `error:` line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from zerosum import __version__
+from zerosum.cli import eval as eval_command
+from zerosum.cli import featurizer, jobs, run, sample, submit, tune, ui
+from zerosum.errors import ZerosumError
+
+COMMAND_MODULES = (run, sample, eval_command, featurizer, tune, submit, jobs, ui)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zerosum", description="Train and evaluate GANs on Ray, tracked in MLflow.")
+    parser.add_argument("--version", action="version", version=f"zerosum {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and Ray's worker and controller logs live on the console")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not args.verbose:
+        # MLflow's INFO lines (creating store tables, ...) are about MLflow, not the run.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        return args.handler(args)
+    except ZerosumError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,55 @@
+"""Progress for long work: a rich bar fed by the run's MLflow metrics.
+
+Ray Train reports go to its controller, not to the driver, so the driver polls
+the MLflow store (one cheap query) for the newest logged round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+POLL_SECONDS = 2.0
+
+
+def latest_round(run) -> tuple[int, dict[str, float]]:
+    """(newest step of loss/d, the run's latest metric values) of a TrackedRun."""
+    return max(run.last_metric_step("loss/d"), 0), run.latest_metrics()
+
+
+def status_line(metrics: dict[str, float]) -> str:
+    """The latest losses, then the latest eval metrics: `loss/d 1.301  loss/g 0.702 | fid 12.4`."""
+    losses = "  ".join(f"{k} {metrics[k]:.3f}" for k in ("loss/d", "loss/g") if k in metrics)
+    evals = "  ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in sorted(metrics.items())
+                      if k.startswith("eval/") and k not in ("eval/kid_std",))
+    return f"{losses} | {evals}" if evals else losses
+
+
+@contextlib.contextmanager
+def watch_run(run, total_rounds: int) -> Iterator[None]:
+    """Show rounds done, loss/d and loss/g while the body (trainer.fit) runs."""
+    stop = threading.Event()
+    columns = [TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total} rounds"),
+               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("train", total=total_rounds, status="starting Ray")
+
+        def poll() -> None:
+            while not stop.wait(POLL_SECONDS):
+                try:
+                    done, metrics = latest_round(run)
+                except Exception:  # the store may be busy; progress is best-effort
+                    continue
+                status = status_line(metrics)
+                bar.update(task, completed=done, status=status)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=POLL_SECONDS * 2)

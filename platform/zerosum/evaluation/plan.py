@@ -1,0 +1,70 @@
+"""The evaluation plan of a job: which features, which checks, which stopping rule.
+
+Pure decisions over a JobSpec (no sampling, no collectives): `feature_kind` picks the
+extractor, `check_eval_spec` refuses combinations that cannot work, and
+`build_stopping_rule` turns `eval.stop` into an evals rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from evals.features import build_feature_extractor
+from evals.metrics import FEATURE_METRICS
+from evals.stopping import AnyOf, DivergenceGuard, Patience, StoppingRule, TwoSampleTestStop
+from zerosum.catalog import MIXTURES, dataset_info
+from zerosum.config import JobSpec, StopSpec
+from zerosum.errors import ConfigError
+from zerosum.files import cache_dir
+
+# Metrics that need a feature extractor (classes needs the classifier's probabilities).
+EXTRACTOR_METRICS = set(FEATURE_METRICS) | {"classes"}
+
+
+def feature_kind(spec: JobSpec) -> str:
+    """'auto' -> identity for 2-D points, classifier for labelled images, inception otherwise."""
+    if spec.eval.features != "auto":
+        return spec.eval.features
+    info = dataset_info(spec.data.name)
+    if info.kind == "points":
+        return "identity"
+    return "classifier" if info.labelled else "inception"
+
+
+def check_eval_spec(spec: JobSpec) -> None:
+    """Combinations that cannot work, as ConfigErrors naming the field."""
+    metrics, kind = set(spec.eval.metrics), feature_kind(spec)
+    if "modes" in metrics and not dataset_info(spec.data.name).mixture:
+        raise ConfigError(f"eval.metrics: 'modes' needs a known mixture (data.name {' or '.join(MIXTURES)}); "
+                          "use 'classes' for labelled images")
+    if "classes" in metrics and kind != "classifier":
+        raise ConfigError(f"eval.metrics: 'classes' needs eval.features: classifier (got {kind})")
+    if kind == "classifier" and metrics & EXTRACTOR_METRICS and spec.eval.featurizer_path is None:
+        raise ConfigError("eval.featurizer_path: classifier features need trained weights; run "
+                          f"`zerosum featurizer train --dataset {spec.data.name}` or let `zerosum run` do it")
+
+
+def build_stopping_rule(stop: StopSpec) -> StoppingRule | None:
+    """The spec's rules combined with any-of; None when no rule is asked for."""
+    rules: list[StoppingRule] = []
+    if stop.divergence_guard:
+        rules.append(DivergenceGuard())
+    if stop.two_sample_alpha is not None:
+        rules.append(TwoSampleTestStop(alpha=stop.two_sample_alpha))
+    if stop.patience is not None:
+        rules.append(Patience(stop.patience_metric, stop.patience, stop.min_delta, stop.patience_mode))
+    return AnyOf(*rules) if rules else None
+
+
+def build_extractor(spec: JobSpec, sample_shape: tuple[int, ...], device: torch.device):
+    """The evals feature extractor that `feature_kind` names, on `device`; Inception
+    weights are looked up (or converted) in zerosum's cache folder."""
+    kind = feature_kind(spec)
+    if kind == "identity":
+        return build_feature_extractor("identity", dim=math.prod(sample_shape))
+    if kind == "classifier":
+        return build_feature_extractor("classifier", weights_path=spec.eval.featurizer_path, device=device)
+    return build_feature_extractor("inception", weights_path=spec.eval.inception_weights, device=device,
+                                   cache=cache_dir())

@@ -1,0 +1,64 @@
+"""The real side of an evaluation: held-out reals through the extractor, cached on disk.
+
+The cache is keyed by dataset, split, extractor, weights and sample count, and lives
+under `<cache>/real-features/`; concurrent ranks may race to fill one entry, so it is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evals.fid import FIDReference
+from evals.stats import FeatureStats
+from zerosum.catalog import is_image_data
+from zerosum.config import JobSpec
+from zerosum.data import load_dataset, to_unit_images
+from zerosum.files import atomic_write_npz, cache_dir
+
+
+@dataclass
+class RealReference:
+    """features float64 (N, D); probs float64 (N, K) or None; FID reference with cached sqrt."""
+
+    features: torch.Tensor
+    probs: torch.Tensor | None
+    fid: FIDReference
+
+
+def extract(extractor, samples: torch.Tensor, scale: str, is_image: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(features float64 (N, D), probs float64 (N, K) or None) of samples in the data's scale."""
+    inputs = to_unit_images(samples, scale) if is_image else samples
+    if hasattr(extractor, "features_and_probs"):
+        return extractor.features_and_probs(inputs)
+    return extractor(inputs), None
+
+
+def reference_cache_path(spec: JobSpec, extractor, split: str, count: int) -> Path:
+    """`<cache>/real-features/<dataset>-<split>-<extractor>-<tag>-n<count>.npz`; the tag hashes
+    the weights, the data root and data.limit, so that a change of any of them misses."""
+    weights = getattr(extractor, "weights_path", None) or spec.eval.featurizer_path or ""
+    tag = hashlib.sha1(f"{weights}:{spec.data.root}:{spec.data.limit}".encode()).hexdigest()[:10]
+    name = getattr(extractor, "name", "features")
+    return cache_dir() / "real-features" / f"{spec.data.name}-{split}-{name}-{tag}-n{count}.npz"
+
+
+def real_reference(spec: JobSpec, extractor) -> RealReference:
+    """Features of `eval.num_samples` held-out reals, from the disk cache when present."""
+    test = load_dataset(spec.data, "test", seed=spec.schedule.seed)
+    count = min(spec.eval.num_samples, len(test))
+    path = reference_cache_path(spec, extractor, "test", count)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as cached:
+            features = torch.from_numpy(cached["features"])
+            probs = torch.from_numpy(cached["probs"]) if "probs" in cached else None
+    else:
+        features, probs = extract(extractor, test.samples[:count], spec.data.scale, is_image_data(spec.data.name))
+        arrays = {"features": features.numpy()} | ({"probs": probs.numpy()} if probs is not None else {})
+        atomic_write_npz(path, **arrays)
+    return RealReference(features, probs, FIDReference.from_stats(FeatureStats.from_features(features)))

@@ -1,0 +1,39 @@
+"""zerosum's files: its cache folder and atomic writes (one implementation, in evals.io).
+
+The cache is `$ZEROSUM_CACHE`, else `~/.cache/zerosum`. It holds the trained
+classifier featurizers (`featurizers/`), the real side of evaluations
+(`real-features/`) and converted Inception weights (`inception/`); zerosum passes
+this folder to evals, which reads no environment variable of ours.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evals.io import atomic_write, atomic_write_text
+
+__all__ = ["atomic_torch_save", "atomic_write_npz", "atomic_write_text", "cache_dir"]
+
+CACHE_ENV = "ZEROSUM_CACHE"
+
+
+def cache_dir() -> Path:
+    """$ZEROSUM_CACHE, else ~/.cache/zerosum."""
+    configured = os.environ.get(CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "zerosum"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> Path:
+    """torch.save, atomically: a crash leaves the old file or the new one."""
+    import torch
+
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_write_npz(path: Path, **arrays: np.ndarray) -> Path:
+    """np.savez (no pickles), atomically."""
+    return atomic_write(path, lambda handle: np.savez(handle, **arrays))

@@ -1,0 +1,60 @@
+"""The record a run folder or campaign folder keeps: what it is and where it is tracked.
+
+`<folder>/record.json`, the same keys for both kinds, so that `--resume` (and
+`zerosum sync`, tools, people) read every folder one way:
+
+    kind          "run" or "campaign"
+    name          the job's or campaign's name (folders are `<name>-<time>`)
+    tracking_uri  the MLflow store
+    run_id        the MLflow run (a campaign's parent run)
+    experiment    the MLflow experiment
+    started_at    unix seconds; finished_at once it ended; resumes: times resumed
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from zerosum.errors import ZerosumError
+from zerosum.files import atomic_write_text
+
+RECORD_FILE = "record.json"
+
+
+@dataclass
+class FolderRecord:
+    kind: str
+    name: str
+    tracking_uri: str
+    run_id: str
+    experiment: str
+    started_at: float
+    finished_at: float | None = None
+    resumes: int = 0
+
+    def save(self, folder: Path) -> None:
+        atomic_write_text(json.dumps(asdict(self), indent=2), folder / RECORD_FILE)
+
+    @classmethod
+    def load(cls, folder: Path) -> FolderRecord:
+        return cls(**json.loads((folder / RECORD_FILE).read_text()))
+
+
+def new_folder(root: Path, name: str) -> Path:
+    """`<root>/<name>-<YYYYmmdd-HHMMSS>`, created; never an existing one."""
+    folder = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def latest_folder(root: Path, name: str, kind: str, field: str) -> Path:
+    """The newest folder under `root` whose record is of this kind and name, for --resume.
+    `field` names the spec field behind `root`, for the message when there is none."""
+    candidates = [p for p in root.glob(f"{name}-*") if (p / RECORD_FILE).is_file()
+                  and FolderRecord.load(p).kind == kind and FolderRecord.load(p).name == name]
+    if not candidates:
+        raise ZerosumError(f"--resume: no earlier {kind} of '{name}' under {root} ({field})")
+    return max(candidates, key=lambda p: (p / RECORD_FILE).stat().st_mtime)

@@ -1,0 +1,69 @@
+"""The Ray runtime a driver uses: connect or start Ray, and keep its logs out of the way.
+
+`init_ray` connects to `RAY_ADDRESS` when it is set, else starts a local instance
+(token auth stays on, as Ray 2.60 sets it up). By default workers' output is not
+streamed to the console (`log_to_driver=False`) and Ray's own loggers write to
+`<folder>/ray.log`; when the run ends, `collect_ray_logs` appends the workers'
+stdout and stderr from a local Ray session to the same file. `zerosum -v` shows
+all of it live instead. What matters from the workers (warnings, the stop reason)
+reaches the console through the run's MLflow tags, in the final summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+RAY_LOG = "ray.log"
+RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.data")
+
+
+def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard: bool = False) -> None:
+    """Connect to RAY_ADDRESS if set, else start a local Ray instance.
+
+    log_dir: where `ray.log` goes unless `verbose`.
+    with_dashboard: campaigns of Ray Train trials need it: its State API is how Ray Train
+    frees a finished run's placement group, without which the next trial's workers starve.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    if not verbose and log_dir is not None:
+        route_ray_loggers(Path(log_dir) / RAY_LOG)
+    ray.init(include_dashboard=with_dashboard, configure_logging=not verbose and log_dir is None,
+             logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
+    if not verbose and log_dir is not None:
+        # ray.init installs its own console handlers; put ours back in their place.
+        route_ray_loggers(Path(log_dir) / RAY_LOG)
+
+
+def route_ray_loggers(path: Path) -> None:
+    """Send Ray's Python loggers (driver and Train/Tune controllers in this process) to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in RAY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
+
+
+def collect_ray_logs(log_dir: Path) -> Path | None:
+    """Append the workers' stdout/stderr of the local Ray session to `<log_dir>/ray.log`.
+
+    Only for a session this process started (a cluster's logs stay on its nodes, where
+    `ray logs` and the dashboard show them). Returns the file, or None when not local."""
+    from ray._private import worker
+
+    node = worker._global_node
+    if node is None or not hasattr(node, "get_logs_dir_path"):
+        return None
+    logs = Path(node.get_logs_dir_path())
+    target = Path(log_dir) / RAY_LOG
+    with open(target, "a") as out:
+        for path in sorted(logs.glob("worker-*.out")) + sorted(logs.glob("worker-*.err")):
+            text = path.read_text(errors="replace")
+            if text.strip():
+                out.write(f"\n===== {path.name}\n{text}")
+    return target

@@ -1,0 +1,133 @@
+"""A trained generator for people: load it from a checkpoint, log it to MLflow, sample it.
+
+What is logged is a `ServingGenerator`: G (EMA weights when the run kept them)
+whose images come out in [0, 1] whatever the training scale, as a pt2 model with
+a signature of z (and y for conditional G) and the metadata `zerosum sample`
+needs (z_dim, z distribution, classes, sample shape, output kind).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zerosum.catalog import is_image_data, kind_of_shape
+from zerosum.config import JobSpec
+from zerosum.data import describe_dataset, load_dataset, to_unit_images
+from zerosum.errors import ZerosumError
+from zerosum.pictures import image_grid, samples_to_image, save_png, scatter_image, side_by_side
+from zerosum.train.build import NoiseSource, build_models, noise_source_for
+
+# What a served generator returns, by data kind (the metadata's "output").
+OUTPUT_KINDS = {"points": "points", "images": "unit-images"}
+
+
+class ServingGenerator(nn.Module):
+    """G for users: images come out in [0, 1] whatever the training scale; points as they are."""
+
+    def __init__(self, generator: nn.Module, scale: str, metadata: dict[str, Any]):
+        super().__init__()
+        self.generator = generator.eval()
+        self.scale = scale
+        self.images = metadata["output"] == OUTPUT_KINDS["images"]
+        self.conditional = metadata["num_classes"] > 0
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.generator(z, y if self.conditional else None)
+        return to_unit_images(out, self.scale) if self.images else out
+
+
+def serving_example(spec: JobSpec, shape: tuple[tuple[int, ...], int]) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+    """Example inputs for export and the metadata `zerosum sample` needs."""
+    sample_shape, num_classes = shape
+    classes = num_classes if spec.model.conditional else 0
+    g = spec.model.g
+    example = (torch.zeros(2, g.z_dim),) + ((torch.zeros(2, dtype=torch.int64),) if classes else ())
+    metadata = {"z_dim": g.z_dim, "z_distribution": g.z_distribution, "num_classes": classes,
+                "sample_shape": list(sample_shape), "output": OUTPUT_KINDS[kind_of_shape(sample_shape)],
+                "job": spec.name}
+    return example, metadata
+
+
+def load_trained_generator(spec: JobSpec, state: dict[str, Any], shape: tuple[tuple[int, ...], int]) -> nn.Module:
+    """G (EMA weights when kept) from a checkpoint's state, in eval mode on CPU.
+    shape: (sample_shape, num_classes) as `describe_dataset` gives them."""
+    generator, _ = build_models(spec, *shape)
+    generator.load_state_dict(state["ema"] if state.get("ema") is not None else state["generator"])
+    return generator.eval()
+
+
+@torch.no_grad()
+def sample_picture(spec: JobSpec, generator: nn.Module, num_classes: int, n: int = 64):
+    """uint8 (H, W, 3): n samples of G as a grid (images) or a scatter over reals (points)."""
+    noise = noise_source_for(spec, num_classes)
+    rng = torch.Generator().manual_seed(spec.schedule.seed)
+    z, y = noise.sample(n, rng, torch.device("cpu")), noise.labels(n, rng, torch.device("cpu"))
+    reals = load_dataset(spec.data, "test", seed=spec.schedule.seed).samples
+    if not is_image_data(spec.data.name):
+        return samples_to_image(generator(z, y), spec.data.scale, reference=reals[:1000])
+    # Images: held-out reals beside the fakes, at the same grid size.
+    return side_by_side(samples_to_image(reals[:n], spec.data.scale), samples_to_image(generator(z, y), spec.data.scale))
+
+
+def log_checkpoint_generator(spec: JobSpec, state: dict[str, Any], run, register_as: str | None, alias: str,
+                             extra_metadata: dict[str, Any] | None = None) -> str | None:
+    """Log the checkpoint's G (EMA when kept) as a serving model, register it and set `alias`.
+    Used for a run's final model and for a campaign's champion. Returns the version or None."""
+    shape = describe_dataset(spec.data)
+    example, metadata = serving_example(spec, shape)
+    metadata.update(extra_metadata or {})
+    served = ServingGenerator(load_trained_generator(spec, state, shape), spec.data.scale, metadata)
+    from zerosum import tracking
+
+    return tracking.log_generator(run, served, example, metadata, register_as, alias=alias)
+
+
+
+def draw_noise(metadata: dict, n: int, seed: int) -> torch.Tensor:
+    """z float32 (n, z_dim) from the distribution G was trained on."""
+    noise = NoiseSource(int(metadata["z_dim"]), metadata.get("z_distribution", "normal"))
+    return noise.fresh(n, torch.Generator().manual_seed(seed))
+
+
+def class_labels(metadata: dict, n: int, label: int | None, seed: int) -> torch.Tensor | None:
+    """int64 (n,) labels for a conditional G: all `label`, or uniform when none is asked."""
+    classes = int(metadata.get("num_classes", 0))
+    if not classes:
+        if label is not None:
+            raise ZerosumError("--label: this generator is not conditional; drop --label")
+        return None
+    if label is None:
+        return torch.randint(classes, (n,), generator=torch.Generator().manual_seed(seed + 1))
+    if not 0 <= label < classes:
+        raise ZerosumError(f"--label: must be in 0..{classes - 1} for this generator, got {label}")
+    return torch.full((n,), label, dtype=torch.int64)
+
+
+
+def load_generator(model_uri: str) -> tuple[nn.Module, dict[str, Any]]:
+    """A logged generator and its metadata; a URI that does not load is one clear error."""
+    from zerosum import tracking
+
+    try:
+        return tracking.load_generator(model_uri)
+    except Exception as err:  # mlflow raises several types for a bad URI
+        raise ZerosumError(f"{model_uri}: cannot load model ({err})") from None
+
+
+def sample_to_png(model_uri: str, n: int, output: Path, label: int | None = None, seed: int = 0) -> Path:
+    """Load the model, draw n samples and write a grid (images) or scatter (points) PNG."""
+    if n < 1:
+        raise ZerosumError(f"-n: must be at least 1, got {n}")
+    model, metadata = load_generator(model_uri)
+    z = draw_noise(metadata, n, seed)
+    y = class_labels(metadata, n, label, seed)
+    with torch.no_grad():
+        samples = model(z) if y is None else model(z, y)
+    picture = scatter_image(samples) if metadata.get("output") == OUTPUT_KINDS["points"] else image_grid(samples)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_png(picture, output)
+    return output

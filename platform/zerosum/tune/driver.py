@@ -1,0 +1,257 @@
+"""The driver of `zerosum tune`: campaign folder, parent MLflow run, Tuner, and the end.
+
+A campaign folder is `<storage>/<campaign>-<time>/`: Tune's experiment folder, plus
+`record.json` (zerosum.records) with the parent run, so that `zerosum tune SPEC --resume` restores
+the Tuner (`Tuner.restore`) and keeps logging into the same parent run. At the end
+the parent run gets trials.csv and plots, and the best trial's generator is
+registered under the campaign's model name with the alias `champion`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zerosum.config import flatten, job_to_dict
+from zerosum.errors import ZerosumError
+from zerosum.files import atomic_write_text
+from zerosum.records import FolderRecord, latest_folder, new_folder
+from zerosum.tracking import TrackedRun
+from zerosum.tune.campaign import Campaign
+from zerosum.tune.champion import Champion, find_champion, register_champion
+from zerosum.tune.report import ERRORED, PLOTS, STOPPED, TrialRow, plot_best_so_far, read_ledgers, trial_row, trials_csv
+from zerosum.tune.schedulers import build_scheduler, build_searcher
+from zerosum.tune.schema import OBJECTIVE_KEY, PbtSpec
+from zerosum.tune.space import param_space
+
+log = logging.getLogger(__name__)
+
+TRIAL_DRIVER_MEMORY_BYTES = 256 * 2**20
+
+
+@dataclass
+class CampaignResult:
+    folder: Path
+    parent: TrackedRun
+    rows: list[TrialRow]
+    champion: Champion | None
+    model_uri: str | None
+    exploits: int
+    wall_s: float
+
+
+# --------------------------------------------------------------------------- folder and parent run
+
+
+def campaign_yaml(campaign: Campaign) -> str:
+    """A self-contained campaign file: the resolved campaign section over the resolved base job."""
+    section = campaign.spec.model_dump(mode="json", exclude_none=True)
+    section.update(name=campaign.name, search_space={key: {domain.kind: domain.values}
+                                                     for key, domain in campaign.spec.search_space.items()})
+    section.pop("base", None)
+    return yaml.safe_dump({"campaign": section, **job_to_dict(campaign.base)}, sort_keys=False)
+
+
+def parent_params(campaign: Campaign) -> dict[str, Any]:
+    spec = campaign.spec
+    params = {f"search.{key.replace('*', 'all')}": domain.describe() for key, domain in spec.search_space.items()}
+    params.update({"objective": spec.objective.describe(), "scheduler": spec.scheduler.name,
+                   "search.algorithm": spec.search.algorithm, "num_samples": spec.num_samples,
+                   "trials": campaign.trial_count(), "max_concurrent_trials": spec.max_concurrent_trials,
+                   "trial.mode": spec.trial.mode})
+    params.update({f"base.{k}": v for k, v in flatten(job_to_dict(campaign.base)).items()})
+    return params
+
+
+def prepare_campaign(campaign: Campaign, resume: bool, tracking_uri: str) -> tuple[Path, FolderRecord]:
+    """Create (or reopen) the campaign folder and its parent MLflow run."""
+    if resume:
+        folder = latest_folder(campaign.storage_path, campaign.name, "campaign", "campaign.tracking.storage_path")
+        record = FolderRecord.load(folder)
+        if record.finished_at is not None:
+            raise ZerosumError(f"--resume: campaign '{campaign.name}' in {folder} has finished; its results are "
+                               f"in {folder / 'trials.csv'} and MLflow run {record.run_id}")
+        parent = TrackedRun(record.tracking_uri, record.run_id)
+        parent.reopen()
+        record.resumes += 1
+        record.save(folder)
+        parent.set_tags({"zerosum.resumes": record.resumes})
+        return folder, record
+    folder = new_folder(campaign.storage_path, campaign.name)
+    text = campaign_yaml(campaign)
+    atomic_write_text(text, folder / "campaign.yaml")
+    tags = {"zerosum.campaign": campaign.name, "zerosum.campaign_dir": str(folder), "zerosum.kind": "campaign"}
+    experiment = campaign.base.experiment_name
+    parent = TrackedRun.start(tracking_uri, experiment, folder.name, parent_params(campaign), text, tags=tags)
+    record = FolderRecord("campaign", campaign.name, tracking_uri, parent.run_id, experiment, time.time())
+    record.save(folder)
+    return folder, record
+
+
+# --------------------------------------------------------------------------- Tune objects
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folders (Tune's default repeats every param in the name)."""
+    return f"trial_{trial.trial_id}"
+
+
+def trial_trainable(campaign: Campaign, folder: Path, record: FolderRecord):
+    """run_trial with the campaign's shared context and per-trial resources."""
+    from ray import tune
+
+    from zerosum.tune.trial import TrialContext, run_trial
+
+    spec = campaign.spec
+    context = TrialContext(campaign, str(folder), TrackedRun(record.tracking_uri, record.run_id), record.experiment)
+    if spec.trial.mode == "single":
+        resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    else:
+        # The trial only drives a TorchTrainer, whose workers hold the CPUs and GPUs; Tune
+        # refuses an empty request, and what the driver process does need is memory.
+        resources = {"cpu": 0, "memory": TRIAL_DRIVER_MEMORY_BYTES}
+    return tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
+
+
+def build_tuner(campaign: Campaign, folder: Path, record: FolderRecord, resume: bool):
+    from ray import tune
+
+    from zerosum.tune.progress import CampaignProgress
+
+    trainable = trial_trainable(campaign, folder, record)
+    if resume and tune.Tuner.can_restore(str(folder)):
+        return tune.Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True)
+    spec = campaign.spec
+    # Ray 2.60's checkpoint pruning and PBT's exploit trip over each other (a pruned
+    # folder is deleted twice, and the failed bookkeeping reuses folder names), so PBT
+    # campaigns keep every checkpoint.
+    keep = None if isinstance(spec.scheduler, PbtSpec) else campaign.base.checkpoint.keep
+    progress = CampaignProgress(campaign.trial_count(), campaign.total_rounds, spec.objective.mode)
+    return tune.Tuner(
+        trainable, param_space=param_space(campaign.spec),
+        tune_config=tune.TuneConfig(metric=OBJECTIVE_KEY, mode=spec.objective.mode,
+                                    scheduler=build_scheduler(campaign), search_alg=build_searcher(campaign),
+                                    num_samples=spec.num_samples, trial_dirname_creator=trial_dirname,
+                                    # A new trial (or a PBT restart) reuses a finished trial's process:
+                                    # no new interpreter, no re-import of torch. Not for Ray Train
+                                    # trials: fit() outlives Tune's 2 s wait and the reuse then hangs.
+                                    reuse_actors=spec.trial.mode == "single"),
+        run_config=tune.RunConfig(
+            name=folder.name, storage_path=str(folder.parent), verbose=0, callbacks=[progress],
+            failure_config=tune.FailureConfig(max_failures=max(0, campaign.base.scaling.max_failures)),
+            # PBT clones the latest checkpoint, which Tune always keeps; the best ones by
+            # objective stay for the champion.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=None if keep is None else max(keep, 3),
+                checkpoint_score_attribute=OBJECTIVE_KEY, checkpoint_score_order=spec.objective.mode)),
+    )
+
+
+# --------------------------------------------------------------------------- run and finish
+
+
+def run_campaign(campaign: Campaign, resume: bool = False, verbose: bool = False) -> CampaignResult:
+    """Run (or resume) the campaign on Ray Tune and record it in MLflow."""
+    from zerosum import tracking
+    from zerosum.evaluation.featurizer import prepare_eval_spec
+    from zerosum.runtime import init_ray
+
+    # As `zerosum run` does: classifier features are trained once, here, not in every trial.
+    campaign.base = prepare_eval_spec(campaign.base)
+    folder, record = prepare_campaign(campaign, resume, tracking.resolve_tracking_uri())
+    parent = TrackedRun(record.tracking_uri, record.run_id)
+    init_ray(log_dir=folder, verbose=verbose, with_dashboard=campaign.spec.trial.mode == "ray-train")
+    tuner = build_tuner(campaign, folder, record, resume)
+    try:
+        results = tuner.fit()
+    except Exception as err:
+        parent.end("FAILED")
+        raise ZerosumError(f"campaign failed: {err}\nresume with: zerosum tune SPEC --resume") from err
+    unfinished = len(results) - results.num_terminated - results.num_errors
+    if unfinished:
+        # Ctrl-C: Tune saved its state and returned early.
+        parent.end("KILLED")
+        raise ZerosumError(f"campaign interrupted with {unfinished} trials unfinished ({folder})\n"
+                           f"resume with: zerosum tune SPEC --resume")
+    return finish_campaign(campaign, folder, record, results)
+
+
+def finish_campaign(campaign: Campaign, folder: Path, record: FolderRecord, results) -> CampaignResult:
+    """Close the trial runs; log trials.csv, plots and the champion to the parent run."""
+    parent = TrackedRun(record.tracking_uri, record.run_id)
+    rows = collect_rows(campaign, folder, results)
+    if rows and all(row.status == ERRORED for row in rows):
+        parent.end("FAILED")
+        raise ZerosumError(f"every trial failed; the first: {rows[0].error}")
+    close_trial_runs(parent, rows)
+    log_report(campaign, folder, record, rows)
+    champion = find_champion(folder, campaign.spec.objective.mode)
+    model_uri = None
+    if champion is not None:
+        champion.run_id = next((r.run_id for r in rows if r.trial_id == champion.trial_id), None)
+        model_uri = register_champion(campaign, parent, champion)
+    exploits = count_exploits(folder)
+    summary = {"campaign/trials": len(rows), "campaign/stopped_early": sum(r.status == STOPPED for r in rows),
+               "campaign/errored": sum(r.status == ERRORED for r in rows), "campaign/exploits": exploits,
+               "campaign/wall_s": time.time() - record.started_at}
+    if champion is not None:
+        summary["campaign/best_objective"] = champion.objective
+    parent.log_metrics(summary, 0)
+    parent.end()
+    record.finished_at = time.time()
+    record.save(folder)
+    return CampaignResult(folder, parent, rows, champion, model_uri, exploits, summary["campaign/wall_s"])
+
+
+def collect_rows(campaign: Campaign, folder: Path, results) -> list[TrialRow]:
+    """One row per Tune trial, from its ledger; errors from Tune's results."""
+    ledgers = read_ledgers(folder)
+    rows = []
+    for result in results:
+        trial_id = Path(result.path).name.removeprefix("trial_")
+        error = None if result.error is None else (str(result.error).strip().splitlines() or ["error"])[-1][:500]
+        rows.append(trial_row(campaign, trial_id, ledgers.get(trial_id, []), error))
+    return rows
+
+
+def close_trial_runs(parent: TrackedRun, rows: list[TrialRow]) -> None:
+    """Trials stopped by the scheduler never return: end their runs from here."""
+    runs = parent.child_runs()
+    for row in rows:
+        found = runs.get(row.trial_id)
+        if found is None:
+            continue
+        row.run_id = found["run_id"]
+        run = TrackedRun(parent.tracking_uri, row.run_id)
+        tags = {"zerosum.trial_status": row.status, "zerosum.best_round": row.best_round or 0}
+        if row.best_objective is not None:
+            tags["zerosum.best_objective"] = row.best_objective
+        run.set_tags(tags)
+        run.end("FAILED" if row.status == ERRORED else "FINISHED")
+
+
+def log_report(campaign: Campaign, folder: Path, record: FolderRecord, rows: list[TrialRow]) -> None:
+    parent = TrackedRun(record.tracking_uri, record.run_id)
+    table = trials_csv(campaign, rows)
+    atomic_write_text(table, folder / "trials.csv")
+    parent.log_text(table, "trials.csv")
+    figures = {name: plot(campaign, rows) for name, plot in PLOTS.items()}
+    figures["plots/best_so_far.png"] = plot_best_so_far(campaign, rows, record.started_at)
+    import matplotlib.pyplot as plt
+
+    for name, figure in figures.items():
+        parent.log_figure(figure, name)
+        plt.close(figure)
+    if (folder / "pbt_global.txt").is_file():
+        parent.log_artifact(folder / "pbt_global.txt", "pbt")
+
+
+def count_exploits(folder: Path) -> int:
+    """PBT writes one line to pbt_global.txt per exploit."""
+    path = folder / "pbt_global.txt"
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0

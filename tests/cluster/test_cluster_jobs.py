@@ -1,0 +1,293 @@
+"""`zerosum submit` and `zerosum jobs` against a real Ray head with token auth, plus a real MLflow server.
+
+One head serves the whole module: the `local_cluster` fixture starts a Ray head
+(token auth on) and an MLflow server on loopback with infra/local/start.sh, on free
+ports, in a short /tmp folder, and always stops them with infra/local/stop.sh. Jobs
+are submitted from a folder outside the repo, so nothing can lean on the repo root
+being the working directory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from zerosum.cluster.head import Head, Token
+from zerosum.cluster.submit import build_runtime_env, shipped_package_dirs
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO_ROOT / "jobs" / "quickstart.yaml"
+TINY = ["--set", "schedule.max_rounds=4", "--set", "eval.every_rounds=2", "--set", "checkpoint.every_rounds=2",
+        "--set", "scaling.num_workers=1"]
+LOCAL_SCRIPTS = REPO_ROOT / "infra" / "local"
+# Variables that would point a client (or the head) somewhere other than this test's servers.
+FOREIGN_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH",
+               "RAY_AUTH_MODE", "RAY_TMPDIR", "MLFLOW_TRACKING_URI")
+# `ray start` flags whose defaults are fixed ports: each gets a free one, so that other
+# Ray instances on this machine (other test sessions) cannot collide with this head.
+RAY_PORT_FLAGS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
+                  "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port",
+                  "--ray-client-server-port")
+
+
+@dataclass
+class LocalCluster:
+    address: str           # the Jobs API, http://127.0.0.1:PORT
+    token_path: Path
+    mlflow_uri: str
+    state_dir: Path
+    client_home: Path      # HOME for clients: no ~/.ray/auth_token there
+
+    @property
+    def token(self) -> str:
+        return self.token_path.read_text().strip()
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        """Environment of a user who has the token in RAY_AUTH_TOKEN_PATH and MLflow set."""
+        env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+        env.update(HOME=str(self.client_home), RAY_AUTH_TOKEN_PATH=str(self.token_path),
+                   MLFLOW_TRACKING_URI=self.mlflow_uri)
+        env.update(extra)
+        return {k: v for k, v in env.items() if v is not None}
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel says are free now (held open together so they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def require_jobs_api() -> None:
+    """The Jobs API lives in the Ray dashboard, which needs ray[default]."""
+    missing = [name for name in ("aiohttp_cors", "grpc") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.fail(f"the Ray dashboard (Jobs API) needs ray[default] (missing: {', '.join(missing)}); "
+                    f"install zerosum with ray[default,train,tune]")
+
+
+def script(name: str, state_dir: Path, *args: str) -> list[str]:
+    return ["bash", str(LOCAL_SCRIPTS / name), "--dir", str(state_dir), *args]
+
+
+def start_servers(state_dir: Path, env: dict[str, str], ray_args: list[str]) -> None:
+    """Ray head and MLflow side by side (each start.sh waits until its server answers)."""
+    starts = [subprocess.Popen(script("start.sh", state_dir, "ray", "--", *ray_args), env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
+              subprocess.Popen(script("start.sh", state_dir, "mlflow"), env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)]
+    outputs = [process.communicate(timeout=240)[0] for process in starts]
+    if any(process.returncode != 0 for process in starts):
+        pytest.fail("infra/local/start.sh failed:\n" + "\n".join(outputs))
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    """Start Ray head + MLflow with infra/local/start.sh in a short /tmp folder; always stop them."""
+    require_jobs_api()
+    # Ray's socket paths must stay under 107 bytes: a short folder directly in /tmp.
+    state_dir = Path(tempfile.mkdtemp(prefix="zsh-", dir="/tmp"))
+    gcs, dashboard, mlflow_port, *others = free_ports(3 + len(RAY_PORT_FLAGS))
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+    env.update(ZEROSUM_RAY_PORT=str(gcs), ZEROSUM_DASHBOARD_PORT=str(dashboard),
+               ZEROSUM_MLFLOW_PORT=str(mlflow_port), ZEROSUM_RAY_NUM_CPUS="4",
+               ZEROSUM_BIN=str(Path(sys.executable).parent), RAY_TMPDIR=str(state_dir))
+    port_args = [str(x) for pair in zip(RAY_PORT_FLAGS, others) for x in pair]
+    try:
+        start_servers(state_dir, env, port_args)
+        home = state_dir / "home"
+        home.mkdir()
+        yield LocalCluster(address=f"http://127.0.0.1:{dashboard}", token_path=state_dir / "auth_token",
+                           mlflow_uri=f"http://127.0.0.1:{mlflow_port}", state_dir=state_dir, client_home=home)
+    finally:
+        stopped = subprocess.run(script("stop.sh", state_dir, "all"), env=env, capture_output=True, text=True,
+                                 timeout=120)
+        shutil.rmtree(state_dir, ignore_errors=True)
+        assert stopped.returncode == 0, f"infra/local/stop.sh failed:\n{stopped.stdout}\n{stopped.stderr}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def zerosum(cluster, *args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """`zerosum ARGS` as a user with the cluster's token and MLflow in their environment."""
+    return subprocess.run([sys.executable, "-m", "zerosum.cli", *args], cwd=cwd, env=cluster.client_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def head(cluster) -> Head:
+    return Head(cluster.address, Token(cluster.token, "test"))
+
+
+def submission_ids(cluster) -> set[str]:
+    return {job.submission_id for job in head(cluster).client.list_jobs() if job.submission_id}
+
+
+def submitted_id(result: subprocess.CompletedProcess) -> str:
+    match = re.search(r"^submitted (\S+) to ", result.stdout, re.MULTILINE)
+    assert match, f"no job id in:\n{result.stdout}\n{result.stderr}"
+    return match.group(1)
+
+
+def wait_for_status(cluster, job_id: str, wanted: str, timeout_s: float = 180) -> str:
+    deadline = time.monotonic() + timeout_s
+    status = head(cluster).status(job_id)
+    while status != wanted and time.monotonic() < deadline:
+        time.sleep(1)
+        status = head(cluster).status(job_id)
+    return status
+
+
+def test_spec_error_is_caught_before_anything_is_sent(local_cluster, tmp_path):
+    before = submission_ids(local_cluster)
+    result = zerosum(local_cluster, "submit", str(QUICKSTART), "--set", "schedule.max_rounds=-1",
+                     "--address", local_cluster.address, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "schedule.max_rounds" in result.stderr and "Traceback" not in result.stderr
+    # Validation comes before any contact: with no head at all, the spec error is still what is said.
+    dead = zerosum(local_cluster, "submit", str(QUICKSTART), "--set", "schedule.max_rounds=-1",
+                   "--address", "http://127.0.0.1:9", cwd=tmp_path)
+    assert dead.returncode == 2 and "schedule.max_rounds" in dead.stderr
+    assert submission_ids(local_cluster) == before
+
+
+def test_wrong_missing_token_and_dead_head_are_said_plainly(local_cluster, tmp_path):
+    before = submission_ids(local_cluster)
+    wrong = zerosum(local_cluster, "submit", str(QUICKSTART), *TINY, "--address", local_cluster.address,
+                    cwd=tmp_path, RAY_AUTH_TOKEN="not-the-cluster-token")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "refused the auth token (from RAY_AUTH_TOKEN)" in wrong.stderr
+    missing = zerosum(local_cluster, "jobs", "list", "--address", local_cluster.address, cwd=tmp_path,
+                      RAY_AUTH_TOKEN_PATH=None)
+    assert missing.returncode == 2 and "requires an auth token and none was sent" in missing.stderr
+    dead = zerosum(local_cluster, "jobs", "list", "--address", "http://127.0.0.1:9", cwd=tmp_path)
+    assert dead.returncode == 2 and "cannot reach the Ray head at http://127.0.0.1:9" in dead.stderr
+    assert submission_ids(local_cluster) == before
+
+
+def test_submit_wait_succeeds_and_the_run_is_in_mlflow(local_cluster, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    result = zerosum(local_cluster, "submit", str(QUICKSTART), *TINY, "--address", local_cluster.address,
+                     "--wait", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = submitted_id(result)
+    assert f"job {job_id}: SUCCEEDED" in result.stdout
+
+    info = head(local_cluster).client.get_job_info(job_id)
+    shipped = info.runtime_env
+    assert len(shipped["py_modules"]) == len(shipped_package_dirs()) >= 2  # zerosum and evals
+    assert all(uri.startswith("gcs://") for uri in shipped["py_modules"])
+    assert shipped["working_dir"].startswith("gcs://")
+    assert shipped["env_vars"]["MLFLOW_TRACKING_URI"] == local_cluster.mlflow_uri
+    assert info.entrypoint.startswith("python -m zerosum.cli run quickstart.yaml --set schedule.max_rounds=4")
+    assert str(REPO_ROOT) not in info.entrypoint
+
+    logs = zerosum(local_cluster, "jobs", "logs", job_id, "--address", local_cluster.address, cwd=tmp_path)
+    assert logs.returncode == 0 and "model:" in logs.stdout
+    run_id = re.search(r"mlflow run:\s+(\w+)", logs.stdout).group(1)
+    run_folder = re.search(r"run folder:\s+(\S+)", logs.stdout).group(1)
+    assert run_folder.startswith(str(local_cluster.state_dir)) and "working_dir_files" in run_folder
+
+    client = MlflowClient(local_cluster.mlflow_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "quickstart"
+    assert client.search_model_versions("name='quickstart-digits'")
+
+    status = zerosum(local_cluster, "jobs", "status", job_id, "--address", local_cluster.address, cwd=tmp_path)
+    assert "status:     SUCCEEDED" in status.stdout
+    listing = zerosum(local_cluster, "jobs", "list", cwd=tmp_path, RAY_ADDRESS=local_cluster.address)
+    assert job_id in listing.stdout and "SUCCEEDED" in listing.stdout
+    tail = zerosum(local_cluster, "jobs", "logs", job_id, "--follow", "--address", local_cluster.address,
+                   cwd=tmp_path, timeout=60)
+    assert tail.returncode == 0 and f"mlflow run:   {run_id}" in tail.stdout
+
+
+def test_submit_follow_streams_logs_and_exits_nonzero_when_the_job_fails(local_cluster, tmp_path):
+    """Data paths are checked on the cluster, not here: a missing one fails the job, and --follow says so."""
+    result = zerosum(local_cluster, "submit", str(QUICKSTART), *TINY, "--set", "data.name=mnist",
+                     "--set", "data.root=/nonexistent/mnist", "--address", local_cluster.address, "--follow",
+                     cwd=tmp_path)
+    job_id = submitted_id(result)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "data.root '/nonexistent/mnist' is not a directory" in result.stdout  # the cluster's own error
+    assert f"job {job_id}: FAILED" in result.stdout
+
+
+def test_the_shipped_packages_are_what_runs_on_the_cluster(local_cluster, tmp_path):
+    """The local head's python has zerosum installed editable; the job must import the shipped copy."""
+    (tmp_path / "stage").mkdir()
+    probe = "import json, platform, zerosum, evals; print(json.dumps([zerosum.__file__, evals.__file__, platform.system()]))"
+    job_id = head(local_cluster).client.submit_job(
+        entrypoint=f"python -c '{probe}'", runtime_env=build_runtime_env(tmp_path / "stage", {}))
+    assert wait_for_status(local_cluster, job_id, "SUCCEEDED") == "SUCCEEDED"
+    line = [row for row in head(local_cluster).client.get_job_logs(job_id).splitlines() if row.startswith("[")][-1]
+    zerosum_file, evals_file, system = json.loads(line)
+    for path in (zerosum_file, evals_file):
+        assert path.startswith(str(local_cluster.state_dir)) and "py_modules_files" in path
+    assert system == "Linux"  # the stdlib `platform`, not the repo's platform/ folder
+
+
+def test_rays_own_job_submit_runs_a_zerosum_entrypoint(local_cluster, tmp_path):
+    """`ray job submit` (Ray's CLI and token handling) runs `zerosum run` with the same shipping.
+
+    `--dry-run` keeps it cheap: the training path through this head is covered by the
+    `zerosum submit --wait` test; here the head, the token and the entrypoint are what count.
+    """
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "quickstart.yaml").write_bytes(QUICKSTART.read_bytes())
+    runtime_env = {"working_dir": str(stage), "py_modules": [str(p) for p in shipped_package_dirs()],
+                   "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.mlflow_uri}}
+    command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", local_cluster.address,
+               "--runtime-env-json", json.dumps(runtime_env), "--", "python", "-m", "zerosum.cli", "run",
+               "quickstart.yaml", *TINY, "--dry-run"]
+    # Ray's client sends the token only when RAY_AUTH_MODE=token is set on the client side too.
+    result = subprocess.run(command, cwd=tmp_path, env=local_cluster.client_env(RAY_AUTH_MODE="token"),
+                            capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "succeeded" in output and "max_rounds: 4" in output
+
+
+def test_jobs_stop_stops_a_running_job(local_cluster, tmp_path):
+    result = zerosum(local_cluster, "submit", str(QUICKSTART), "--set", "schedule.max_rounds=100000",
+                     "--set", "scaling.num_workers=1", "--address", local_cluster.address, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    job_id = submitted_id(result)
+    assert wait_for_status(local_cluster, job_id, "RUNNING") == "RUNNING"
+    follower = subprocess.Popen([sys.executable, "-m", "zerosum.cli", "jobs", "logs", job_id, "--follow",
+                                 "--address", local_cluster.address], cwd=tmp_path,
+                                env=local_cluster.client_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        stopped = zerosum(local_cluster, "jobs", "stop", job_id, "--address", local_cluster.address,
+                          cwd=tmp_path, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"job {job_id}: STOPPED" in stopped.stdout
+        assert head(local_cluster).status(job_id) == "STOPPED"
+        # A live tail ends by itself once the job has ended.
+        out, _ = follower.communicate(timeout=60)
+        assert follower.returncode == 0 and f"Running entrypoint for job {job_id}" in out
+    finally:
+        if follower.poll() is None:
+            follower.kill()

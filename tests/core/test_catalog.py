@@ -1,0 +1,61 @@
+"""The catalog's names are the registries' names: a spec choice always has an implementation."""
+
+from typing import get_args
+
+import pytest
+import torch
+
+from evals.metrics import FEATURE_METRICS
+from zerosum import catalog
+from zerosum.config import DataSpec, DiscriminatorSpec, EvalSpec, GeneratorSpec, LossSpec, OptimizerSpec
+from zerosum.data import describe_dataset, load_dataset
+from zerosum.losses import d_loss, g_loss
+from zerosum.models import build_discriminator, build_generator
+from zerosum.train.build import OPTIMIZERS
+from zerosum_testing import SHARED_DATA
+
+
+def choices(model, field: str) -> tuple:
+    return get_args(model.model_fields[field].annotation)
+
+
+def test_config_choices_are_the_catalog():
+    assert choices(DataSpec, "name") == catalog.DATASET_NAMES
+    assert choices(LossSpec, "name") == catalog.LOSS_NAMES
+    assert choices(OptimizerSpec, "name") == catalog.OPTIMIZER_NAMES
+    assert choices(GeneratorSpec, "arch") == choices(DiscriminatorSpec, "arch") == catalog.ARCH_NAMES
+    assert choices(GeneratorSpec, "output") == catalog.OUTPUT_NAMES
+    assert choices(EvalSpec, "features") == catalog.FEATURE_KINDS
+
+
+def test_every_optimizer_name_has_an_optimizer():
+    assert tuple(OPTIMIZERS) == catalog.OPTIMIZER_NAMES
+
+
+@pytest.mark.parametrize("name", catalog.LOSS_NAMES)
+def test_every_loss_name_computes_both_losses(name):
+    logits = torch.tensor([0.5, -1.0])
+    assert torch.isfinite(d_loss(name, logits, -logits)) and torch.isfinite(g_loss(name, logits))
+
+
+@pytest.mark.parametrize("arch", catalog.ARCH_NAMES)
+def test_every_arch_builds_both_players(arch):
+    generator = build_generator(arch, sample_shape=(1, 28, 28), z_dim=8, activation="relu")
+    discriminator = build_discriminator(arch, sample_shape=(1, 28, 28))
+    assert discriminator(generator(torch.randn(3, 8), None), None).shape == (3,)
+
+
+def test_eval_metrics_are_evals_metrics_plus_modes_and_classes():
+    assert set(catalog.EVAL_METRICS) == set(FEATURE_METRICS) | {"modes", "classes"}
+
+
+@pytest.mark.parametrize("name", [n for n, info in catalog.DATASETS.items() if n != "folder"])
+def test_the_dataset_table_says_what_loading_finds(name):
+    info = catalog.DATASETS[name]
+    root = SHARED_DATA / name if info.on_disk else None
+    spec = DataSpec(name=name, root=root, num_samples=200, limit=200)
+    dataset = load_dataset(spec)
+    assert dataset.sample_shape == info.sample_shape
+    assert dataset.num_classes == info.num_classes
+    assert describe_dataset(spec) == (info.sample_shape, info.num_classes)
+    assert catalog.kind_of_shape(dataset.sample_shape) == info.kind

@@ -1,0 +1,159 @@
+"""Tune campaigns end to end on a local Ray (2 CPUs): `zerosum tune` in a subprocess, as a
+user runs it, on a small ring8 GAN, each test with its own cwd, MLflow store and Ray temp dir."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from zerosum_testing import run_cli
+
+pytestmark = pytest.mark.integration
+
+# Small enough for seconds per trial, big enough that lrs tell trials apart by round 50.
+BASE = {
+    "name": "ring8-tune-test",
+    "data": {"name": "ring8", "num_samples": 5000},
+    "model": {"g": {"arch": "mlp", "z_dim": 8, "hidden": [64, 64], "output": "identity", "batch_norm": False},
+              "d": {"arch": "mlp", "hidden": [64, 64], "batch_norm": False}},
+    "schedule": {"batch_size": 128, "max_rounds": 200, "log_every_rounds": 50},
+    "eval": {"every_rounds": 50, "num_samples": 500, "metrics": ["modes"]},
+    "checkpoint": {"keep": 2},
+}
+OBJECTIVE = {"weights": {"eval/modes": 1.0, "eval/hq_fraction": 1.0}, "mode": "max"}
+
+
+def write_campaign(workdir: Path, name: str, campaign: dict, **base_changes) -> Path:
+    (workdir / "base.yaml").write_text(yaml.safe_dump({**BASE, **base_changes}))
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"campaign": {"base": "base.yaml", "objective": OBJECTIVE, **campaign}}))
+    return path
+
+
+def campaign_folder(workdir: Path, name: str) -> Path:
+    (folder,) = workdir.glob(f"runs/{name}-*")
+    return folder
+
+
+def trials_table(folder: Path) -> list[dict]:
+    return list(csv.DictReader((folder / "trials.csv").open()))
+
+
+def ledger(folder: Path) -> dict[str, list[dict]]:
+    return {p.stem: [json.loads(line) for line in p.read_text().splitlines()] for p in (folder / "reports").glob("*")}
+
+
+def test_asha_stops_weak_trials_and_mlflow_holds_the_campaign(workdir):
+    # Grid order puts two learning G first and two frozen-G trials after them: ASHA's
+    # first rung (round 50) has the good scores to cut the frozen ones.
+    spec = write_campaign(workdir, "asha", {
+        "search_space": {"optim.g.lr": {"grid": [3e-3, 2e-3, 1e-8, 1e-8]}, "schedule.d_steps": {"choice": [1, 3]}},
+        "scheduler": {"name": "asha", "grace_rounds": 50, "reduction_factor": 2},
+        "num_samples": 1, "max_concurrent_trials": 2, "tracking": {"register_as": "ring8-champ"}},
+        schedule={**BASE["schedule"], "max_rounds": 100}, optim={"d": {"lr": 1.6e-3}})
+    out = run_cli("tune", str(spec), cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "champion:" in out.stdout and "models:/ring8-champ@champion" in out.stdout
+    folder = campaign_folder(workdir, "asha")
+    rows = trials_table(folder)
+    assert len(rows) == 4
+    assert {r["status"] for r in rows} <= {"completed", "stopped early"}
+    assert any(r["status"] == "stopped early" and int(r["rounds"]) < 100 for r in rows), rows
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    record = json.loads((folder / "record.json").read_text())
+    parent = client.get_run(record["run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.metrics["campaign/trials"] == 4
+    experiment = client.get_experiment_by_name("ring8-tune-test")
+    children = client.search_runs([experiment.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    assert {c.data.tags["zerosum.trial_id"] for c in children} == {r["trial_id"] for r in rows}
+    child = children[0]
+    assert child.data.params["optim.g.lr"] in {"0.003", "0.002", "1e-08"}
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "objective")][:1] == [50]
+    assert client.get_metric_history(child.info.run_id, "eval/modes")
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "plots", "config.yaml"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {"plots/objective_vs_d_steps.png", "plots/objective_over_lr_d_lr_g.png",
+                     "plots/best_so_far.png"}
+
+    version = client.get_model_version_by_alias("ring8-champ", "champion")
+    assert version.tags["zerosum.campaign"] == "asha"
+    best = max(rows, key=lambda r: float(r["objective"]))
+    assert version.tags["zerosum.trial_id"] == best["trial_id"]
+    assert float(version.tags["zerosum.objective"]) == pytest.approx(float(best["objective"]), rel=1e-5)
+    from zerosum.tracking import load_generator
+
+    generator, metadata = load_generator("models:/ring8-champ@champion")
+    assert metadata["campaign"] == "asha" and metadata["z_dim"] == 8
+    assert generator(torch.zeros(5, 8)).shape == (5, 2)
+
+
+def test_pbt_exploits_and_explores(workdir):
+    spec = write_campaign(workdir, "pbt", {
+        "search_space": {"optim.d.lr": {"loguniform": [3e-4, 3e-3]}, "optim.g.lr": {"loguniform": [3e-4, 3e-3]},
+                         "schedule.d_steps": {"choice": [1, 2, 3]}},
+        "scheduler": {"name": "pbt", "perturbation_interval_rounds": 50, "quantile_fraction": 0.25},
+        "num_samples": 4}, schedule={**BASE["schedule"], "max_rounds": 100})
+    out = run_cli("tune", str(spec), cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    folder = campaign_folder(workdir, "pbt")
+    exploits = [line for line in (folder / "pbt_global.txt").read_text().splitlines() if line.strip()]
+    assert exploits, "PBT never exploited"
+    assert "pbt exploits:" in out.stdout
+    # Explore reached the trials: some trial reported under more than one set of hyperparameters.
+    param_sets = {trial: {json.dumps(e["params"], sort_keys=True) for e in entries}
+                  for trial, entries in ledger(folder).items()}
+    assert len(param_sets) == 4 and any(len(sets) > 1 for sets in param_sets.values()), param_sets
+    assert len(trials_table(folder)) == 4
+
+
+def wait_for_reports(folder_glob: str, workdir: Path, minimum: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = sum(len(p.read_text().splitlines()) for p in workdir.glob(folder_glob))
+        if count >= minimum:
+            return count
+        time.sleep(1)
+    raise AssertionError(f"fewer than {minimum} reports after {timeout} s")
+
+
+def test_killed_campaign_resumes_into_the_same_parent_run(workdir):
+    spec = write_campaign(workdir, "resume", {
+        "search_space": {"optim.d.lr": {"loguniform": [3e-4, 3e-3]}},
+        "num_samples": 4, "max_concurrent_trials": 2}, schedule={**BASE["schedule"], "max_rounds": 200})
+    driver = subprocess.Popen([sys.executable, "-m", "zerosum.cli", "tune", str(spec)], cwd=workdir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_reports("runs/resume-*/reports/*.jsonl", workdir, minimum=2, timeout=240)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    folder = campaign_folder(workdir, "resume")
+    assert not (folder / "trials.csv").exists()
+    parent_id = json.loads((folder / "record.json").read_text())["run_id"]
+
+    out = run_cli("tune", str(spec), "--resume", cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert parent_id in out.stdout
+    rows = trials_table(folder)
+    assert len(rows) == 4 and all(r["status"] == "completed" and r["rounds"] == "200" for r in rows), rows
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["zerosum.resumes"] == "1"
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert len(children) == 4
+    assert len(client.search_runs([parent.info.experiment_id], filter_string="tags.`zerosum.kind` = 'campaign'")) == 1
