@@ -23,6 +23,11 @@ The unbiased estimator (Gretton et al. 2012, eq. 3) is the U-statistic
 
 which can be slightly negative when the distributions are equal.
 
+Gradients: ``mmd2_unbiased_torch`` and ``kernel_means_torch`` return tensors that
+keep the autograd graph of their inputs (a GMMN or MMD-GAN loss); ``mmd2_unbiased``
+is the same computation under ``torch.no_grad``, returned as a float. The median
+bandwidth is always a detached constant (see ``_median_off_diagonal``).
+
 Memory: ``mmd2_unbiased`` and ``mmd_permutation_test`` hold the joint
 (n+m, n+m) float64 kernel matrix; keep n + m to a few thousand. ``kid`` works
 in blocks and scales to tens of thousands of samples.
@@ -43,11 +48,14 @@ __all__ = [
     "GAUSSIAN_FACTORS",
     "KERNELS",
     "KIDResult",
+    "KernelMeans",
     "MMDTestResult",
     "joint_kernel_matrix",
+    "kernel_means_torch",
     "kid",
     "mmd2_from_kernel",
     "mmd2_unbiased",
+    "mmd2_unbiased_torch",
     "mmd_permutation_test",
     "polynomial_kernel",
 ]
@@ -66,8 +74,20 @@ class MMDTestResult(NamedTuple):
     pvalue: float
 
 
-def _as_tensor(features, name: str) -> torch.Tensor:
-    """Return a 2-D floating tensor (float32 or float64) on its device."""
+class KernelMeans(NamedTuple):
+    """The three means of the U-statistic, float64 0-dim tensors (graph kept).
+
+    xx = sum_{i!=j} k(x_i, x_j) / (n(n-1)), yy likewise over y, xy = sum_{i,j} k(x_i, y_j) / (nm);
+    MMD^2_u = xx + yy - 2 xy.
+    """
+
+    xx: torch.Tensor
+    yy: torch.Tensor
+    xy: torch.Tensor
+
+
+def _as_tensor(features, name: str, keep_graph: bool = False) -> torch.Tensor:
+    """Return a 2-D floating tensor (float32 or float64) on its device; detached unless keep_graph."""
     if not isinstance(features, torch.Tensor):
         features = torch.from_numpy(np.asarray(features))
     if features.ndim != 2:
@@ -76,11 +96,11 @@ def _as_tensor(features, name: str) -> torch.Tensor:
         features = features.to(torch.float64)
     if not bool(torch.isfinite(features).all()):
         raise ValueError(f"{name} must be finite; got NaN or Inf values")
-    return features.detach()
+    return features if keep_graph else features.detach()
 
 
-def _check_pair(x, y, min_rows: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+def _check_pair(x, y, min_rows: int = 2, keep_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = _as_tensor(x, "x", keep_graph), _as_tensor(y, "y", keep_graph)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same feature dimension; got {x.shape[1]} and {y.shape[1]}")
     if x.shape[0] < min_rows or y.shape[0] < min_rows:
@@ -98,7 +118,11 @@ def polynomial_kernel(a: torch.Tensor, b: torch.Tensor, degree: int = 3, gamma: 
 
 
 def _joint_sq_distances(z: torch.Tensor) -> torch.Tensor:
-    """Squared distances between the rows of z (N, D) -> float64 (N, N), zero diagonal."""
+    """Squared distances between the rows of z (N, D) -> float64 (N, N), zero diagonal.
+
+    The in-place ops are autograd-safe: none of them overwrites a tensor that a backward
+    formula saved (mm saves z, scaling and adds save nothing, clamp saves its own mask).
+    """
     sq_norms = (z * z).sum(dim=1).to(torch.float64)
     dist = (z @ z.T).to(torch.float64).mul_(-2)
     dist.add_(sq_norms[:, None]).add_(sq_norms[None, :]).clamp_min_(0)
@@ -107,7 +131,13 @@ def _joint_sq_distances(z: torch.Tensor) -> torch.Tensor:
 
 
 def _median_off_diagonal(dist: torch.Tensor) -> float:
-    """Median of the strictly upper triangle of a square matrix; positive fallback if 0."""
+    """Median of the strictly upper triangle of a square matrix; positive fallback if 0.
+
+    A float, hence a constant for autograd: the bandwidth is not differentiated through,
+    as GMMN and MMD-GAN implementations do (its gradient would let the sample move the
+    kernel rather than the distributions). Reading it is one host sync.
+    """
+    dist = dist.detach()
     upper = torch.triu(torch.ones_like(dist, dtype=torch.bool), diagonal=1)
     values = dist[upper]
     median = float(values.median())
@@ -118,7 +148,7 @@ def _median_off_diagonal(dist: torch.Tensor) -> float:
         "median pairwise distance is 0 (most samples coincide); using the mean positive distance "
         "as the Gaussian bandwidth",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
     return float(positive.mean()) if positive.numel() else 1.0
 
@@ -131,6 +161,11 @@ def joint_kernel_matrix(x, y, kernel: str = "gaussian") -> torch.Tensor:
         kernel: "gaussian" (median-heuristic mixture) or "cubic" (KID's kernel).
     """
     x, y = _check_pair(x, y, min_rows=1)
+    return _joint_kernel(x, y, kernel)
+
+
+def _joint_kernel(x: torch.Tensor, y: torch.Tensor, kernel: str) -> torch.Tensor:
+    """joint_kernel_matrix on checked tensors; keeps their autograd graph."""
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
     z = torch.cat([x, y])
@@ -145,18 +180,19 @@ def _gaussian_mixture(dist: torch.Tensor, median: float) -> torch.Tensor:
     """mean_f exp(-dist / (f * median)) over GAUSSIAN_FACTORS, float64 like dist.
 
     The factors halve from 4 down to 0.25, so each term is the square of the
-    previous one: one exp and four squarings instead of five exps.
+    previous one: one exp and four squarings instead of five exps. The squarings are
+    out of place because exp's and each square's backward need their saved values.
     """
     term = torch.exp(dist / (-GAUSSIAN_FACTORS[-1] * median))
     matrix = term.clone()
     for _ in GAUSSIAN_FACTORS[:-1]:
-        term.square_()
+        term = term.square()
         matrix += term
     return matrix.div_(len(GAUSSIAN_FACTORS))
 
 
-def mmd2_from_kernel(matrix: torch.Tensor, n: int) -> float:
-    """Unbiased MMD^2 from a joint kernel matrix (n+m, n+m) whose first n rows are x."""
+def _kernel_means(matrix: torch.Tensor, n: int) -> KernelMeans:
+    """The U-statistic's three means from a joint kernel matrix whose first n rows are x."""
     total = matrix.shape[0]
     m = total - n
     if n < 2 or m < 2:
@@ -164,13 +200,39 @@ def mmd2_from_kernel(matrix: torch.Tensor, n: int) -> float:
     k_xx, k_yy, k_xy = matrix[:n, :n], matrix[n:, n:], matrix[:n, n:]
     xx = (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1))
     yy = (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-    return float(xx + yy - 2 * k_xy.sum() / (n * m))
+    return KernelMeans(xx, yy, k_xy.sum() / (n * m))
+
+
+def mmd2_from_kernel(matrix: torch.Tensor, n: int) -> float:
+    """Unbiased MMD^2 from a joint kernel matrix (n+m, n+m) whose first n rows are x."""
+    xx, yy, xy = _kernel_means(matrix, n)
+    return float(xx + yy - 2 * xy)
+
+
+def kernel_means_torch(x, y, kernel: str = "gaussian") -> KernelMeans:
+    """The U-statistic's means (xx, yy, xy) for x (n, D), y (m, D), n, m >= 2; graph kept.
+
+    The kernel is joint_kernel_matrix's (the Gaussian bandwidth a detached median), so
+    differentiating these trains a model against exactly the MMD that evals reports.
+    """
+    x, y = _check_pair(x, y, keep_graph=True)
+    return _kernel_means(_joint_kernel(x, y, kernel), x.shape[0])
+
+
+def mmd2_unbiased_torch(x, y, kernel: str = "gaussian") -> torch.Tensor:
+    """Unbiased MMD^2 between x (n, D) and y (m, D) -> float64 0-dim tensor, graph kept.
+
+    The differentiable form of mmd2_unbiased (a GMMN loss): gradients flow to x and y
+    through the kernel values, not through the median bandwidth.
+    """
+    xx, yy, xy = kernel_means_torch(x, y, kernel)
+    return xx + yy - 2 * xy
 
 
 def mmd2_unbiased(x, y, kernel: str = "gaussian") -> float:
     """Unbiased MMD^2 between x (n, D) and y (m, D), n, m >= 2; float (may be < 0)."""
-    x, y = _check_pair(x, y)
-    return mmd2_from_kernel(joint_kernel_matrix(x, y, kernel), x.shape[0])
+    with torch.no_grad():
+        return float(mmd2_unbiased_torch(x, y, kernel))
 
 
 def _permutation_masks(total: int, n: int, num_permutations: int, seed: int) -> torch.Tensor:

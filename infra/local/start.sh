@@ -17,7 +17,7 @@
 #
 # Then: source DIR/env.sh   (RAY_AUTH_MODE, RAY_ADDRESS, RAY_API_SERVER_ADDRESS,
 #                            RAY_AUTH_TOKEN_PATH, MLFLOW_TRACKING_URI)
-#       zerosum submit jobs/quickstart.yaml --wait
+#       zerosum submit jobs/digits-dcgan.yaml --wait
 # Ray binds its internal ports (GCS, raylet, agents) on the machine's address, not only
 # 127.0.0.1: token auth guards them; keep this machine's firewall closed to them.
 # Stop with infra/local/stop.sh (same --dir).

@@ -51,9 +51,12 @@ def browser() -> Iterator:
 
 
 def wait(driver):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.5)
+    # React re-renders tables while they load: an element found a moment ago may be gone.
+    return WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.5,
+                         ignored_exceptions=(StaleElementReferenceException,))
 
 
 def show_failure(driver, name: str) -> str:
@@ -88,16 +91,16 @@ def test_mlflow_ui_shows_the_run_its_samples_and_its_model(workdir, browser):
     from selenium.webdriver.common.keys import Keys
 
     # A short run: what is checked is what the UI shows, not how good the model is.
-    out = run_cli("run", str(JOBS / "quickstart.yaml"), "--set", "schedule.max_rounds=4",
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), "--set", "schedule.max_rounds=4",
                   "--set", "eval.every_rounds=2", "--set", "checkpoint.every_rounds=2",
                   "--set", "schedule.log_every_rounds=1", "--set", "schedule.batch_size=16",
                   "--set", "eval.num_samples=64", "--set", "eval.grid_size=16", cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    experiment = client.get_experiment_by_name("quickstart")
+    experiment = client.get_experiment_by_name("digits-dcgan")
     (run,) = client.search_runs([experiment.experiment_id])
     run_id, loss_d = run.info.run_id, run.data.metrics["loss/d"]
-    version = client.get_model_version_by_alias("quickstart-digits", "candidate")
+    version = client.get_model_version_by_alias("digits-dcgan", "candidate")
     sample_steps = sorted({int(a.path.split("+step+")[1].split("+")[0])
                            for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")})
     assert sample_steps == [2, 4]
@@ -113,7 +116,7 @@ def test_mlflow_ui_shows_the_run_its_samples_and_its_model(workdir, browser):
         (row,) = wait_for_xpath(driver, "metrics", "//*[@role='row' or self::tr][.//*[normalize-space()='loss/d']]",
                                 "the run's metrics table never listed loss/d")
         assert repr(loss_d) in row.text, (row.text, loss_d)
-        assert "quickstart-digits" in driver.find_element(By.TAG_NAME, "body").text  # "Registered models" box
+        assert "digits-dcgan" in driver.find_element(By.TAG_NAME, "body").text  # "Registered models" box
 
         # Model metrics: the `samples` image card. With images at two steps the card starts at
         # step 0 ("No image logged at this step") until the step slider moves, as a user does.
@@ -150,11 +153,11 @@ def test_mlflow_ui_shows_the_run_its_samples_and_its_model(workdir, browser):
         # The Models page lists the registered model with its alias; the model's page has the version.
         driver.get(f"{base}/models")
         (model_row,) = wait_for_xpath(driver, "models",
-                                      "//*[@role='row' or self::tr][.//a[normalize-space()='quickstart-digits']]",
-                                      "the Models page never listed quickstart-digits")
+                                      "//*[@role='row' or self::tr][.//a[normalize-space()='digits-dcgan']]",
+                                      "the Models page never listed digits-dcgan")
         assert "candidate" in model_row.text, model_row.text
-        driver.get(f"{base}/models/quickstart-digits")
+        driver.get(f"{base}/models/digits-dcgan")
         wait_for(driver, "model", lambda d: any(
             f"Version {version.version}" in r.text and "candidate" in r.text
             for r in d.find_elements(By.XPATH, "//*[@role='row' or self::tr]")),
-            f"the quickstart-digits page never showed Version {version.version} with the alias candidate")
+            f"the digits-dcgan page never showed Version {version.version} with the alias candidate")

@@ -30,7 +30,7 @@ from zerosum.cluster.submit import build_runtime_env, shipped_package_dirs
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO_ROOT / "jobs" / "quickstart.yaml"
+DIGITS_JOB = REPO_ROOT / "jobs" / "digits-dcgan.yaml"
 TINY = ["--set", "schedule.max_rounds=4", "--set", "eval.every_rounds=2", "--set", "checkpoint.every_rounds=2",
         "--set", "scaling.num_workers=1"]
 LOCAL_SCRIPTS = REPO_ROOT / "infra" / "local"
@@ -159,12 +159,12 @@ def wait_for_status(cluster, job_id: str, wanted: str, timeout_s: float = 180) -
 
 def test_spec_error_is_caught_before_anything_is_sent(local_cluster, tmp_path):
     before = submission_ids(local_cluster)
-    result = zerosum(local_cluster, "submit", str(QUICKSTART), "--set", "schedule.max_rounds=-1",
+    result = zerosum(local_cluster, "submit", str(DIGITS_JOB), "--set", "schedule.max_rounds=-1",
                      "--address", local_cluster.address, cwd=tmp_path)
     assert result.returncode == 2
     assert "schedule.max_rounds" in result.stderr and "Traceback" not in result.stderr
     # Validation comes before any contact: with no head at all, the spec error is still what is said.
-    dead = zerosum(local_cluster, "submit", str(QUICKSTART), "--set", "schedule.max_rounds=-1",
+    dead = zerosum(local_cluster, "submit", str(DIGITS_JOB), "--set", "schedule.max_rounds=-1",
                    "--address", "http://127.0.0.1:9", cwd=tmp_path)
     assert dead.returncode == 2 and "schedule.max_rounds" in dead.stderr
     assert submission_ids(local_cluster) == before
@@ -172,7 +172,7 @@ def test_spec_error_is_caught_before_anything_is_sent(local_cluster, tmp_path):
 
 def test_wrong_missing_token_and_dead_head_are_said_plainly(local_cluster, tmp_path):
     before = submission_ids(local_cluster)
-    wrong = zerosum(local_cluster, "submit", str(QUICKSTART), *TINY, "--address", local_cluster.address,
+    wrong = zerosum(local_cluster, "submit", str(DIGITS_JOB), *TINY, "--address", local_cluster.address,
                     cwd=tmp_path, RAY_AUTH_TOKEN="not-the-cluster-token")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert "refused the auth token (from RAY_AUTH_TOKEN)" in wrong.stderr
@@ -187,7 +187,7 @@ def test_wrong_missing_token_and_dead_head_are_said_plainly(local_cluster, tmp_p
 def test_submit_wait_succeeds_and_the_run_is_in_mlflow(local_cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    result = zerosum(local_cluster, "submit", str(QUICKSTART), *TINY, "--address", local_cluster.address,
+    result = zerosum(local_cluster, "submit", str(DIGITS_JOB), *TINY, "--address", local_cluster.address,
                      "--wait", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     job_id = submitted_id(result)
@@ -199,7 +199,7 @@ def test_submit_wait_succeeds_and_the_run_is_in_mlflow(local_cluster, tmp_path):
     assert all(uri.startswith("gcs://") for uri in shipped["py_modules"])
     assert shipped["working_dir"].startswith("gcs://")
     assert shipped["env_vars"]["MLFLOW_TRACKING_URI"] == local_cluster.mlflow_uri
-    assert info.entrypoint.startswith("python -m zerosum.cli run quickstart.yaml --set schedule.max_rounds=4")
+    assert info.entrypoint.startswith("python -m zerosum.cli run digits-dcgan.yaml --set schedule.max_rounds=4")
     assert str(REPO_ROOT) not in info.entrypoint
 
     logs = zerosum(local_cluster, "jobs", "logs", job_id, "--address", local_cluster.address, cwd=tmp_path)
@@ -211,8 +211,8 @@ def test_submit_wait_succeeds_and_the_run_is_in_mlflow(local_cluster, tmp_path):
     client = MlflowClient(local_cluster.mlflow_uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert client.get_experiment(run.info.experiment_id).name == "quickstart"
-    assert client.search_model_versions("name='quickstart-digits'")
+    assert client.get_experiment(run.info.experiment_id).name == "digits-dcgan"
+    assert client.search_model_versions("name='digits-dcgan'")
 
     status = zerosum(local_cluster, "jobs", "status", job_id, "--address", local_cluster.address, cwd=tmp_path)
     assert "status:     SUCCEEDED" in status.stdout
@@ -225,7 +225,7 @@ def test_submit_wait_succeeds_and_the_run_is_in_mlflow(local_cluster, tmp_path):
 
 def test_submit_follow_streams_logs_and_exits_nonzero_when_the_job_fails(local_cluster, tmp_path):
     """Data paths are checked on the cluster, not here: a missing one fails the job, and --follow says so."""
-    result = zerosum(local_cluster, "submit", str(QUICKSTART), *TINY, "--set", "data.name=mnist",
+    result = zerosum(local_cluster, "submit", str(DIGITS_JOB), *TINY, "--set", "data.name=mnist",
                      "--set", "data.root=/nonexistent/mnist", "--address", local_cluster.address, "--follow",
                      cwd=tmp_path)
     job_id = submitted_id(result)
@@ -256,12 +256,12 @@ def test_rays_own_job_submit_runs_a_zerosum_entrypoint(local_cluster, tmp_path):
     """
     stage = tmp_path / "stage"
     stage.mkdir()
-    (stage / "quickstart.yaml").write_bytes(QUICKSTART.read_bytes())
+    (stage / "digits-dcgan.yaml").write_bytes(DIGITS_JOB.read_bytes())
     runtime_env = {"working_dir": str(stage), "py_modules": [str(p) for p in shipped_package_dirs()],
                    "env_vars": {"MLFLOW_TRACKING_URI": local_cluster.mlflow_uri}}
     command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", local_cluster.address,
                "--runtime-env-json", json.dumps(runtime_env), "--", "python", "-m", "zerosum.cli", "run",
-               "quickstart.yaml", *TINY, "--dry-run"]
+               "digits-dcgan.yaml", *TINY, "--dry-run"]
     # Ray's client sends the token only when RAY_AUTH_MODE=token is set on the client side too.
     result = subprocess.run(command, cwd=tmp_path, env=local_cluster.client_env(RAY_AUTH_MODE="token"),
                             capture_output=True, text=True, timeout=300)
@@ -271,7 +271,7 @@ def test_rays_own_job_submit_runs_a_zerosum_entrypoint(local_cluster, tmp_path):
 
 
 def test_jobs_stop_stops_a_running_job(local_cluster, tmp_path):
-    result = zerosum(local_cluster, "submit", str(QUICKSTART), "--set", "schedule.max_rounds=100000",
+    result = zerosum(local_cluster, "submit", str(DIGITS_JOB), "--set", "schedule.max_rounds=100000",
                      "--set", "scaling.num_workers=1", "--address", local_cluster.address, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     job_id = submitted_id(result)

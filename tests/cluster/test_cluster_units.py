@@ -16,7 +16,7 @@ from zerosum.cluster.head import Token, explain_failure, resolve_address, resolv
 from zerosum.errors import ZerosumError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-QUICKSTART = REPO_ROOT / "jobs" / "quickstart.yaml"
+DIGITS_JOB = REPO_ROOT / "jobs" / "digits-dcgan.yaml"
 
 
 # --------------------------------------------------------------------------- token and address
@@ -93,7 +93,7 @@ def test_spec_errors_stop_submission_before_any_contact(monkeypatch, capsys):
         raise AssertionError("the head was contacted for an invalid spec")
 
     monkeypatch.setattr(head, "Head", no_contact)
-    code = cli.main(["submit", str(QUICKSTART), "--set", "optim.d.lr=-1", "--address", "http://127.0.0.1:9"])
+    code = cli.main(["submit", str(DIGITS_JOB), "--set", "optim.d.lr=-1", "--address", "http://127.0.0.1:9"])
     assert code == 2
     assert "optim.d.lr" in capsys.readouterr().err
 
@@ -101,12 +101,12 @@ def test_spec_errors_stop_submission_before_any_contact(monkeypatch, capsys):
 def test_dry_run_shows_the_submission_and_sends_nothing(monkeypatch, capsys):
     monkeypatch.setattr(head, "Head", lambda *a, **k: pytest.fail("a dry run contacted the head"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
-    code = cli.main(["submit", str(QUICKSTART), "--set", "schedule.max_rounds=4", "--dry-run",
+    code = cli.main(["submit", str(DIGITS_JOB), "--set", "schedule.max_rounds=4", "--dry-run",
                      "--address", "http://10.0.0.5:8265"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "entrypoint:  python -m zerosum.cli run quickstart.yaml --set schedule.max_rounds=4" in out
-    assert "working_dir: quickstart.yaml\n" in out and "MLFLOW_TRACKING_URI" in out
+    assert "entrypoint:  python -m zerosum.cli run digits-dcgan.yaml --set schedule.max_rounds=4" in out
+    assert "working_dir: digits-dcgan.yaml\n" in out and "MLFLOW_TRACKING_URI" in out
     assert "http://mlflow.internal" not in out  # values (possibly secrets) are not printed
 
 
@@ -133,10 +133,10 @@ def test_working_dir_holds_only_the_spec_and_yaml_it_names(tmp_path):
 
 
 def test_jobs_run_run_and_campaigns_run_tune(tmp_path, monkeypatch):
-    assert submit.validate_spec(QUICKSTART, ["schedule.max_rounds=4"]) == ("run", "quickstart")
+    assert submit.validate_spec(DIGITS_JOB, ["schedule.max_rounds=4"]) == ("run", "digits-dcgan")
     assert submit.spec_command({"campaign": {}}) == "tune" and submit.spec_command({"name": "x"}) == "run"
     campaign = tmp_path / "camp.yaml"
-    campaign.write_text("campaign:\n  name: ring-hunt\n  base: quickstart.yaml\n")
+    campaign.write_text("campaign:\n  name: ring-hunt\n  base: digits-dcgan.yaml\n")
     calls = []
 
     class Loaded:

@@ -101,7 +101,7 @@ def test_help_loads_no_torch_ray_or_mlflow():
 
 
 def test_validate_loads_no_torch_ray_or_mlflow():
-    loaded = loaded_after(f"from zerosum.cli import main\nmain(['validate', {str(JOBS / 'quickstart.yaml')!r}])")
+    loaded = loaded_after(f"from zerosum.cli import main\nmain(['validate', {str(JOBS / 'digits-dcgan.yaml')!r}])")
     assert not loaded & set(HEAVY)
 
 

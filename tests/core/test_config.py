@@ -11,15 +11,15 @@ from zerosum_testing import JOBS, run_cli
 
 
 def write_spec(tmp_path: Path, **changes) -> Path:
-    raw = yaml.safe_load((JOBS / "quickstart.yaml").read_text())
+    raw = yaml.safe_load((JOBS / "digits-dcgan.yaml").read_text())
     raw.update(changes)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
-def test_quickstart_loads_and_resolves_paths():
-    spec = load_job(JOBS / "quickstart.yaml")
+def test_digits_job_loads_and_resolves_paths():
+    spec = load_job(JOBS / "digits-dcgan.yaml")
     assert spec.scaling.num_workers == 2
     assert spec.tracking.storage_path.is_absolute()
 
@@ -32,8 +32,10 @@ def test_every_job_in_jobs_folder_validates():
 
 
 def test_overrides_are_parsed_as_yaml_and_applied():
-    spec = load_job(JOBS / "quickstart.yaml", ["optim.d.lr=1e-3", "schedule.d_steps=3", "optim.g.betas=[0.0, 0.9]"])
-    assert spec.optim.d.lr == pytest.approx(1e-3)
+    spec = load_job(JOBS / "digits-dcgan.yaml", ["optim.d.lr=1e-3", "schedule.d_steps=3", "optim.g.betas=[0.0, 0.9]"])
+    # Exact: the text 1e-3 parses to the correctly rounded double, the literal's; approx's default
+    # rel=1e-6 would pass a float32 round trip (4.7e-8 off).
+    assert spec.optim.d.lr == 1e-3
     assert spec.schedule.d_steps == 3
     assert spec.optim.g.betas == (0.0, 0.9)
 
@@ -58,7 +60,7 @@ def test_malformed_override(text):
 )
 def test_bad_spec_names_the_field(overrides, field, hint):
     with pytest.raises(ConfigError) as err:
-        load_job(JOBS / "quickstart.yaml", overrides)
+        load_job(JOBS / "digits-dcgan.yaml", overrides)
     message = str(err.value)
     assert f"  {field}" in message and hint in message, message
 
@@ -84,19 +86,20 @@ def test_yaml_tags_are_not_executed(tmp_path):
 
 
 def test_flatten_gives_dotted_params():
-    flat = flatten(job_to_dict(load_job(JOBS / "quickstart.yaml")))
-    assert flat["optim.g.lr"] == pytest.approx(2e-4)
+    flat = flatten(job_to_dict(load_job(JOBS / "digits-dcgan.yaml")))
+    # Exact: the YAML's 2.0e-4 parses to the same correctly rounded double as the literal 2e-4.
+    assert flat["optim.g.lr"] == 2e-4
     assert flat["model.g.arch"] == "dcgan"
 
 
 def test_cli_reports_config_error_without_traceback(tmp_path):
-    out = run_cli("validate", str(JOBS / "quickstart.yaml"), "--set", "optim.d.lr=-1", cwd=tmp_path)
+    out = run_cli("validate", str(JOBS / "digits-dcgan.yaml"), "--set", "optim.d.lr=-1", cwd=tmp_path)
     assert out.returncode == 2
     assert "optim.d.lr" in out.stderr and "greater than 0" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_cli_dry_run_prints_resolved_config(tmp_path):
-    out = run_cli("run", str(JOBS / "quickstart.yaml"), "--dry-run", "--set", "schedule.d_steps=2", cwd=tmp_path)
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), "--dry-run", "--set", "schedule.d_steps=2", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert yaml.safe_load(out.stdout)["schedule"]["d_steps"] == 2

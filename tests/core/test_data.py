@@ -46,6 +46,7 @@ def test_digits_dataset():
 
 def test_ring8_geometry():
     centres = mixture_centres("ring8")
+    # float32 centres (cos, sin rounded to float32), then squares, a sum and a sqrt: ~3 half-ulps = 2e-7.
     np.testing.assert_allclose(centres.norm(dim=1), 2.0, rtol=1e-6)
     data = load_dataset(DataSpec(name="ring8", num_samples=4000), "train")
     offsets = data.samples - centres[data.labels]

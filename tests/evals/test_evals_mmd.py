@@ -57,8 +57,8 @@ def test_permuted_statistics_equal_recomputed_ones(small_pair):
     batched = mmd._split_statistics(matrix, masks, 12)
     for row, value in zip(masks, batched):
         order = torch.cat([torch.nonzero(row).flatten(), torch.nonzero(1 - row).flatten()])
-        # float64, kernel <= 1: sums of <= 441 terms (<= 441 in size), and sum_yy = total - 2 x_rows
-        # + sum_xx cancels them; ~42 eps64 * 441 / 72 per term, ~1e-13 worst case.
+        # float64, kernel <= 1: sums of <= 441 kernel values (so <= 441), and sum_yy = total - 2 x_rows
+        # + sum_xx cancels them: ~42 eps64 * 441 / 72 per estimator term, ~1e-13 in all, worst case.
         assert float(value) == pytest.approx(mmd.mmd2_from_kernel(matrix[order][:, order], 12), abs=1e-12)
 
 
@@ -176,8 +176,8 @@ def test_kid_torch_path_equals_numpy_path(dtype):
     # round-off is absolute, in units of kernel_max, not relative to MMD^2. Each path's kernel
     # value carries <= ~3 eps of the input dtype (20-term dot product, cubed; measured <= 1.6 eps
     # in float32): <= 6 eps between the paths. The float64 sums over <= ~200 terms add <= 200
-    # eps64. MMD^2 weighs its three means 1 + 1 + 2 = 4. float32: 1.0e-5 (6.6e-7 relative, 3e-9
-    # absolute, was seen); float64: 6e-13. A single misplaced kernel entry moves MMD^2 by ~1e-3.
+    # eps64. MMD^2 weighs its three means 1 + 1 + 2 = 4. float32: 1.0e-5 (another machine saw 6.6e-7
+    # relative, ~3e-9 absolute); float64: 6e-13. A single misplaced kernel entry moves MMD^2 by ~1e-3.
     z = np.concatenate([x, y])
     kernel_max = float(kernel_fn(z, z).max())
     atol = 4 * kernel_max * (6 * np.finfo(dtype).eps + 200 * np.finfo(np.float64).eps)

@@ -23,8 +23,11 @@ from evals.modes import (
 def test_centres():
     ring = ring8_centres()
     assert ring.shape == (8, 2)
-    np.testing.assert_allclose(np.linalg.norm(ring, axis=1), 2.0)
-    np.testing.assert_allclose(ring[0], [2.0, 0.0], atol=1e-12)
+    # float64: 2 * (cos, sin) rounded, then squared, summed and rooted: a few ulps (~1e-15);
+    # assert_allclose's default rtol=1e-7 would pass float32 centres.
+    np.testing.assert_allclose(np.linalg.norm(ring, axis=1), 2.0, rtol=1e-14)
+    # Exact: cos(0) = 1 and sin(0) = 0 in IEEE arithmetic.
+    np.testing.assert_allclose(ring[0], [2.0, 0.0], rtol=0, atol=0)
     grid = grid25_centres()
     assert grid.shape == (25, 2)
     assert sorted(set(grid[:, 0])) == [-4.0, -2.0, 0.0, 2.0, 4.0]
@@ -60,7 +63,8 @@ def test_off_mode_noise_is_not_high_quality():
     samples = np.concatenate([centres[:6], centres[:4] * 0.5])
     result = mixture_mode_coverage(samples, centres, std)
     assert result["modes_covered"] == 6
-    assert result["hq_fraction"] == pytest.approx(0.6)
+    # Exact: the mean of 6 trues in 10 is 6.0 / 10, correctly rounded, the same double as 0.6.
+    assert result["hq_fraction"] == 0.6
     # Just inside and just outside the 3-std radius.
     edge = np.array([[2 + 2.99 * std, 0.0], [2 + 3.01 * std, 0.0]])
     assert mixture_mode_coverage(edge, centres, std)["hq_counts"][0] == 1
@@ -76,17 +80,21 @@ def test_min_count_makes_coverage_stricter():
 def test_class_histogram_and_coverage():
     probs = np.eye(10)[[0, 0, 1, 2, 2, 2, 3, 9]]
     hist = class_histogram(probs)
-    np.testing.assert_allclose(hist, np.array([2, 1, 3, 1, 0, 0, 0, 0, 0, 1]) / 8)
+    # Exact: integer counts divided by 8, a power of two, on both sides.
+    np.testing.assert_allclose(hist, np.array([2, 1, 3, 1, 0, 0, 0, 0, 0, 1]) / 8, rtol=0, atol=0)
     assert classes_covered(hist, min_fraction=0) == 5
     assert classes_covered(hist, min_fraction=0.2) == 2
     assert classes_covered(hist) == 5
-    np.testing.assert_allclose(class_histogram(np.full((4, 5), 0.2), hard=False), np.full(5, 0.2))
+    # float64: a 4-term mean of 0.2, then a division by a 5-term sum: a few ulps (~1e-16).
+    np.testing.assert_allclose(class_histogram(np.full((4, 5), 0.2), hard=False), np.full(5, 0.2), rtol=1e-14)
 
 
 def test_kl_to_uniform():
+    # float64: each p * K is 1 within ~3 eps64, so 10 terms of 0.1 * log(p K) sum to <= 3 eps64 = 7e-16.
     assert kl_to_uniform(np.full(10, 0.1)) == pytest.approx(0.0, abs=1e-15)
-    assert kl_to_uniform(np.eye(10)[3]) == pytest.approx(math.log(10))
-    assert kl_to_uniform([1, 1, 0, 0]) == pytest.approx(math.log(2))
+    # float64: one log (numpy's and libm's differ by a few ulps at most), and 0.5 log 2 + 0.5 log 2.
+    assert kl_to_uniform(np.eye(10)[3]) == pytest.approx(math.log(10), rel=1e-14)
+    assert kl_to_uniform([1, 1, 0, 0]) == pytest.approx(math.log(2), rel=1e-14)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,10 @@ def features() -> np.ndarray:
 def test_mean_and_cov_equal_numpy(features):
     stats = FeatureStats.from_features(features)
     assert stats.count == 301 and stats.dim == 16
+    # float64: means ~3 from 301-term sums, <= 301 eps64 * mean|x| ~ 2e-13 apart even summed sequentially.
     np.testing.assert_allclose(stats.mean(), features.mean(axis=0), rtol=1e-12, atol=1e-12)
+    # float64: sum(x x^T) - n mean mean^T cancels ~E[x_i x_j] ~ 30 per row: <= 301 eps64 * 30 = 1e-12
+    # absolute, against np.cov's centred sums; 1e-10 leaves 100x.
     np.testing.assert_allclose(stats.cov(), np.cov(features, rowvar=False), rtol=1e-10, atol=1e-10)
 
 
@@ -31,6 +34,7 @@ def test_three_shards_merge_to_single_pass(features):
     pairwise = shards[0].merge(shards[1]).merge(shards[2])
     for candidate in (merged, pairwise):
         assert candidate.count == whole.count
+        # float64, the same sums regrouped: the bounds of the test above (2e-13, 1e-12); 1e-10 leaves room.
         np.testing.assert_allclose(candidate.mean(), whole.mean(), rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(candidate.cov(), whole.cov(), rtol=1e-10, atol=1e-10)
 
@@ -41,6 +45,8 @@ def test_update_in_place_accepts_torch_batches(features):
         assert stats.update(batch) is stats
     expected = FeatureStats.from_features(torch.from_numpy(features).float())
     assert stats.count == 301
+    # float32 values widen exactly and their products are exact in float64; only the float64
+    # sums are regrouped by batch: <= 301 eps64 * 30 = 1e-12 on cov.
     np.testing.assert_allclose(stats.cov(), expected.cov(), rtol=1e-10, atol=1e-10)
 
 
@@ -59,6 +65,7 @@ def test_flat_tensor_sum_is_a_merge(features):
     rebuilt = FeatureStats.from_tensor(flat, dim=16)
     whole = features_to_stats(features)
     assert rebuilt.count == 301
+    # float64, the same sums regrouped into 3 shards: <= 1e-12 on cov, as above.
     np.testing.assert_allclose(rebuilt.cov(), whole.cov(), rtol=1e-10, atol=1e-10)
 
 

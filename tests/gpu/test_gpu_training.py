@@ -42,14 +42,17 @@ def test_inception_features_on_gpu_match_cpu(cuda, shared_data, tmp_path, monkey
     images = load_dataset(DataSpec(name="mnist", root=shared_data / "mnist", scale="unit", limit=16)).samples
     cpu = build_feature_extractor("inception", device="cpu")(images)
     gpu = build_feature_extractor("inception", device="cuda")(images)
-    torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+    # float32 Inception, TF32 off: ~40 sequential convolutions of up to 3456 terms on features <= 3.5
+    # give ~2e-5 of scale per summation order (CPU variants agree to 1.1e-5); cuDNN may sum in yet
+    # another order. 2e-4 leaves room and still fails TF32, which moves features by ~1e-3.
+    torch.testing.assert_close(gpu, cpu, rtol=0, atol=2e-4)
 
 
 def test_ray_train_run_on_gpu_with_nccl_and_bf16(cuda, workdir):
     from zerosum_testing import JOBS, run_cli
 
-    out = run_cli("run", str(JOBS / "quickstart.yaml"), "--set", "scaling.use_gpu=true",
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), "--set", "scaling.use_gpu=true",
                   "--set", "scaling.num_workers=1", "--set", "scaling.precision=bf16",
                   "--set", "schedule.max_rounds=50", "--set", "eval.every_rounds=25", cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "models:/quickstart-digits@candidate" in out.stdout
+    assert "models:/digits-dcgan@candidate" in out.stdout

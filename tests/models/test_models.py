@@ -116,6 +116,8 @@ def test_projection_discriminator_logit_is_linear_plus_class_inner_product(arch)
     x, y = torch.randn(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 9, 9])
     phi = d.body(x.flatten(1) if arch == "mlp" else x)
     expected = d.head.linear(phi).squeeze(1) + (d.head.embed.weight[y] * phi).sum(1)
+    # float32 logits <= 0.2 from <= 392-term sums of size <= 1.6: ~sqrt(392) * 6e-8 * 1.6 = 2e-6 apart
+    # if the forward pass sums in another order; the float32 defaults (atol 1e-5) fit.
     torch.testing.assert_close(d(x, y), expected)
 
 
@@ -125,6 +127,8 @@ def test_conditional_generator_depends_on_label(arch):
     g.eval()
     z = torch.randn(1, 8).repeat(2, 1)
     x = g(z, torch.tensor([3, 7]))
+    # The label moves outputs by ~1e-3 (dcgan) to 0.1 (mlp); allclose's defaults (rtol 1e-5, atol
+    # 1e-8) excuse only round-off, so "not close" means the label is used.
     assert not torch.allclose(x[0], x[1])
 
 
@@ -141,6 +145,7 @@ def test_conditional_models_require_labels_and_unconditional_ignore_them(arch):
         d(torch.randn(2, 1, 8, 8), torch.tensor([1, 2, 0]))
     g0 = build_generator(arch, z_dim=4, **kw).eval()
     z = torch.randn(2, 4)
+    # The same float32 forward pass twice; the float32 defaults cover any summation-order difference.
     torch.testing.assert_close(g0(z, torch.tensor([0, 1])), g0(z))
 
 
@@ -219,6 +224,7 @@ def test_state_dict_loads_with_weights_only_and_model_pickles():
     d2.load_state_dict(torch.load(buf, weights_only=True))
     g = build_generator("dcgan", sample_shape=(1, 28, 28), z_dim=8, base_channels=4).eval()
     z = torch.randn(1, 8)  # batch of one works in eval mode (BN uses running stats)
+    # The same weights and float32 forward pass; the float32 defaults cover any summation-order difference.
     torch.testing.assert_close(pickle.loads(pickle.dumps(g))(z), g(z))
 
 

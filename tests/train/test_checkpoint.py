@@ -16,7 +16,8 @@ def test_round_trip_with_rng(tmp_path):
     loaded, rng = ckpt.read_checkpoint(tmp_path, 0)
     assert loaded["rounds_done"] == 7 and loaded["config_yaml"] == "name: x\n"
     ckpt.restore_rng(rng, generator)
-    torch.testing.assert_close(torch.rand(3, generator=generator), expected)
+    # Exact: a restored generator replays the same bits.
+    torch.testing.assert_close(torch.rand(3, generator=generator), expected, rtol=0, atol=0)
     assert not list(tmp_path.glob("*.tmp"))
 
 

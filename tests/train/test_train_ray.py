@@ -32,7 +32,7 @@ TINY = ["--set", "schedule.batch_size=16", "--set", "schedule.log_every_rounds=1
 
 
 def run_record(workdir: Path) -> dict:
-    (record,) = workdir.glob("runs/quickstart-*/record.json")
+    (record,) = workdir.glob("runs/digits-dcgan-*/record.json")
     return json.loads(record.read_text())
 
 
@@ -41,12 +41,12 @@ def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
 
 
 def test_two_workers_survive_a_killed_worker_and_register_a_model(workdir):
-    out = run_cli("run", str(JOBS / "quickstart.yaml"), *TINY,
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), *TINY,
                   "--set", "schedule.max_rounds=6", "--set", "checkpoint.every_rounds=2",
                   "--set", "eval.every_rounds=3", "--set", "scaling.max_failures=1",
                   cwd=workdir, env={"ZEROSUM_INJECT_FAULT": "round=4,rank=1"})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    (run_dir,) = workdir.glob("runs/quickstart-*")
+    (run_dir,) = workdir.glob("runs/digits-dcgan-*")
     assert (run_dir / ".fault-injected").read_text().startswith("killed rank 1 at round 4")
     # The console shows zerosum's lines only; Ray's worker output is in the run folder.
     assert not RAY_WORKER_LINE.search(out.stdout + out.stderr), out.stdout + out.stderr
@@ -62,15 +62,15 @@ def test_two_workers_survive_a_killed_worker_and_register_a_model(workdir):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "loss_curves.png", "images"} <= artifacts
 
-    version = client.get_model_version_by_alias("quickstart-digits", "candidate")
+    version = client.get_model_version_by_alias("digits-dcgan", "candidate")
     assert version.run_id == run.info.run_id
-    out = run_cli("sample", "models:/quickstart-digits@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
+    out = run_cli("sample", "models:/digits-dcgan@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
     assert Image.open(workdir / "grid.png").size == (138, 138)  # 4 x 4 tiles of 8 px shown at 32 px + 2 px padding
 
 
 def test_driver_killed_mid_run_resumes_at_the_saved_round(workdir):
-    args = [sys.executable, "-m", "zerosum.cli", "run", str(JOBS / "quickstart.yaml"), *TINY,
+    args = [sys.executable, "-m", "zerosum.cli", "run", str(JOBS / "digits-dcgan.yaml"), *TINY,
             "--set", "schedule.max_rounds=100", "--set", "checkpoint.every_rounds=10",
             "--set", "eval.every_rounds=100", "--set", "scaling.num_workers=1"]
     driver = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -80,7 +80,7 @@ def test_driver_killed_mid_run_resumes_at_the_saved_round(workdir):
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
-    out = run_cli("run", str(JOBS / "quickstart.yaml"), *TINY, "--resume", "--set", "schedule.max_rounds=100",
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), *TINY, "--resume", "--set", "schedule.max_rounds=100",
                   "--set", "checkpoint.every_rounds=10", "--set", "eval.every_rounds=100",
                   "--set", "scaling.num_workers=1", cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -100,7 +100,7 @@ def wait_for_checkpoint(workdir: Path, minimum_round: int, timeout: float) -> in
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        snapshots = list(workdir.glob("runs/quickstart-*/checkpoint_manager_snapshot.json"))
+        snapshots = list(workdir.glob("runs/digits-dcgan-*/checkpoint_manager_snapshot.json"))
         rounds = [int(r) for s in snapshots for r in re.findall(r"round_(\d{7})", s.read_text())]
         if rounds and max(rounds) >= minimum_round:
             return max(rounds)
@@ -109,7 +109,7 @@ def wait_for_checkpoint(workdir: Path, minimum_round: int, timeout: float) -> in
 
 
 def test_verbose_shows_ray_worker_lines_live(workdir):
-    out = run_cli("-v", "run", str(JOBS / "quickstart.yaml"), *TINY, "--set", "schedule.max_rounds=2",
+    out = run_cli("-v", "run", str(JOBS / "digits-dcgan.yaml"), *TINY, "--set", "schedule.max_rounds=2",
                   "--set", "eval.every_rounds=2", "--set", "tracking.register_as=null", cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert RAY_WORKER_LINE.search(out.stdout + out.stderr)

@@ -61,8 +61,8 @@ def test_optuna_campaign_samples_records_and_registers_a_champion(workdir):
     assert all(math.isclose(a, b, rel_tol=1e-5) for a, b in zip(sampled, sorted(lrs))), (sampled, lrs)
 
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    record = json.loads((folder / "campaign.json").read_text())
-    parent = client.get_run(record["parent_run_id"])
+    record = json.loads((folder / "record.json").read_text())
+    parent = client.get_run(record["run_id"])
     assert parent.info.status == "FINISHED" and parent.data.params["search.algorithm"] == "optuna"
     assert parent.data.metrics["campaign/trials"] == TRIALS
     children = client.search_runs([parent.info.experiment_id],

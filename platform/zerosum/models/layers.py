@@ -84,3 +84,45 @@ def check_batch(name: str, tensor: torch.Tensor, trailing: tuple[int, ...]) -> N
     if tuple(tensor.shape[1:]) != tuple(trailing) or tensor.dim() != len(trailing) + 1:
         want = ", ".join(["N", *map(str, trailing)])
         raise ValueError(f"{name} must have shape ({want}); got {tuple(tensor.shape)}")
+
+
+class MinibatchStd(nn.Module):
+    """Append the minibatch standard deviation as one extra feature (Karras et al. 2018; StyleGAN2).
+
+    x: float (N, C, *spatial) -> (N, C + 1, *spatial); for flat vectors (N, F) -> (N, F + 1).
+    The batch is split into groups of G samples, sample i in group i mod (N / G) (StyleGAN2's
+    reshape(G, -1, ...)). For each group: the std over its members of every feature and pixel,
+    sqrt(biased variance + 1e-8), averaged over features and pixels to one number, which every
+    member of the group gets as its extra channel (constant over the pixels).
+
+    Group size rule: G = min(group_size, N), as StyleGAN2 does. Where G does not divide N
+    (StyleGAN2 fails there; zerosum's last batch of an epoch may be ragged, drop_last=False),
+    G = N: one group, the whole minibatch, as in ProGAN's original layer.
+    """
+
+    # Inside the sqrt, as in StyleGAN2: keeps the gradient finite where a group's features agree.
+    EPS = 1e-8
+
+    def __init__(self, group_size: int = 4) -> None:
+        super().__init__()
+        if int(group_size) != group_size or group_size < 1:
+            raise ValueError(f"group_size must be an integer >= 1; got {group_size}")
+        self.group_size = int(group_size)
+
+    def group_for(self, n: int) -> int:
+        """The group size used for a batch of n samples (the rule above)."""
+        g = min(self.group_size, n)
+        return g if n % g == 0 else n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2:
+            raise ValueError(f"MinibatchStd needs (N, C, ...) or (N, F); got shape {tuple(x.shape)}")
+        n, trailing = x.shape[0], x.shape[1:]
+        g = self.group_for(n)
+        y = x.reshape(g, n // g, *trailing)
+        y = y - y.mean(dim=0)
+        std = (y.square().mean(dim=0) + self.EPS).sqrt()      # (n/G, C, *spatial)
+        stat = std.flatten(1).mean(dim=1)                     # (n/G,)
+        # Sample i belongs to group i mod (n/G): repeating the n/G values G times matches.
+        stat = stat.repeat(g).view(n, 1, *([1] * (x.dim() - 2)))
+        return torch.cat([x, stat.expand(n, 1, *trailing[1:])], dim=1)
