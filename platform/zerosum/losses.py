@@ -149,7 +149,8 @@ def mmd2_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     pooled batch, taken as a constant (detached), as GMMN implementations do; the U-statistic.
     So the value is eval/mmd2's statistic on this batch. It can dip below 0 when the batch
     distributions match. Kernel sums run in float64 (a small difference of large sums); the
-    result is cast to float32 (float64 for float64 inputs). One host sync (the median).
+    result is cast to float32 (float64 for float64 inputs). Host syncs: evals' finiteness
+    check and the median, a few per call.
     """
     value = mmd2_unbiased_torch(fake.flatten(1), real.flatten(1))
     return value.to(_mmd_dtype(fake, real))
@@ -162,7 +163,8 @@ def mmd_gan_critic_loss(
 
     real_features: float (N, F) = D(x), fake_features: float (M, F) = D(G(z)), N, M >= 2.
     With the U-statistic means of evals.mmd's kernel (kernel_means_torch: real-real k_rr,
-    fake-fake k_ff, real-fake k_rf) and lambda = repulsive_weight, the paper's family
+    fake-fake k_ff, real-fake k_rf) and lambda = repulsive_weight, the family of the authors'
+    code (richardwth/MMD-GAN, repulsive weights (lambda, lambda - 1))
 
         L_D = lambda k_rf - (lambda - 1) k_rr - k_ff
 

@@ -31,7 +31,7 @@ def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard:
         return
     if not verbose and log_dir is not None:
         route_ray_loggers(Path(log_dir) / RAY_LOG)
-    ray.init(include_dashboard=with_dashboard, configure_logging=not verbose and log_dir is None,
+    ray.init(include_dashboard=with_dashboard, configure_logging=True,
              logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
     if not verbose and log_dir is not None:
         # ray.init installs its own console handlers; put ours back in their place.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from zerosum import __version__
@@ -34,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     if not args.verbose:
-        # MLflow's INFO lines (creating store tables, ...) are about MLflow, not the run.
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        # MLflow's INFO lines (creating store tables, ...) are about MLflow, not the run. MLflow
+        # sets its logger's level when it is imported, from this variable.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return args.handler(args)
     except ZerosumError as err:

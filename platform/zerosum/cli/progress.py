@@ -10,7 +10,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 POLL_SECONDS = 2.0
 
@@ -20,11 +20,15 @@ def latest_round(run) -> tuple[int, dict[str, float]]:
     return max(run.last_metric_step("loss/d"), 0), run.latest_metrics()
 
 
+# The eval metrics the bar shows, by their short names: the ones that say how close G is.
+SHOWN_EVALS = {"eval/fid": "fid", "eval/kid": "kid", "eval/mmd_pvalue": "mmd p", "eval/modes": "modes",
+               "eval/hq_fraction": "hq", "eval/classes_covered": "classes", "eval/class_kl": "kl"}
+
+
 def status_line(metrics: dict[str, float]) -> str:
-    """The latest losses, then the latest eval metrics: `loss/d 1.301  loss/g 0.702 | fid 12.4`."""
-    losses = "  ".join(f"{k} {metrics[k]:.3f}" for k in ("loss/d", "loss/g") if k in metrics)
-    evals = "  ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in sorted(metrics.items())
-                      if k.startswith("eval/") and k not in ("eval/kid_std",))
+    """The latest losses, then the latest eval metrics: `d 1.301 g 0.702 | fid 12.4 classes 10`."""
+    losses = " ".join(f"{k[5:]} {metrics[k]:.3f}" for k in ("loss/d", "loss/g") if k in metrics)
+    evals = " ".join(f"{short} {metrics[key]:.3g}" for key, short in SHOWN_EVALS.items() if key in metrics)
     return f"{losses} | {evals}" if evals else losses
 
 
@@ -32,8 +36,9 @@ def status_line(metrics: dict[str, float]) -> str:
 def watch_run(run, total_rounds: int) -> Iterator[None]:
     """Show rounds done, loss/d and loss/g while the body (trainer.fit) runs."""
     stop = threading.Event()
-    columns = [TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total} rounds"),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    # Narrow columns: the whole line fits 80 characters, the width rich assumes off a terminal.
+    columns = [BarColumn(bar_width=8), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TextColumn("{task.fields[status]}")]
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task("train", total=total_rounds, status="starting Ray")
 
