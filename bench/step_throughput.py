@@ -1,9 +1,11 @@
-"""Step throughput without Ray: zerosum's d_step/g_step against a plain PyTorch loop.
+"""Step throughput without Ray: zerosum's method phases against a plain PyTorch loop.
 
 The same DCGAN (28x28, batch 64, 1 D + 1 G update), the same in-memory batches, in
 one process, alternating the two sides so that clock and load drift hit both.
-Isolates the cost of zerosum's step code (two D forwards, frozen D module, float
-metrics) from Ray's; `train_throughput.py` measures the whole platform.
+Isolates the cost of zerosum's step code (method phases, two D forwards, frozen D module,
+metrics kept on the device and read once per 10 rounds) from Ray's; the plain loop reads
+its losses every round, as a hand-written loop that prints them does.
+`train_throughput.py` measures the whole platform.
 
     python bench/step_throughput.py [--device cuda] [--bf16] [--rounds 300] [--repeats 3]
 """
@@ -23,10 +25,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
+from zerosum.config import load_job  # noqa: E402
+from zerosum.methods import PhaseContext  # noqa: E402
+from zerosum.methods.gan import GanMethod  # noqa: E402
 from zerosum.models import build_discriminator, build_generator  # noqa: E402
-from zerosum.train.steps import StepConfig, d_step, g_step  # noqa: E402
+from zerosum.train.build import noise_source_for  # noqa: E402
+from zerosum.train.steps import MetricWindow, run_phase  # noqa: E402
 
-BATCH, Z_DIM = 64, 100
+BATCH, Z_DIM, LOG_EVERY = 64, 100, 10
 
 
 def fresh_gan(device: torch.device):
@@ -37,9 +43,24 @@ def fresh_gan(device: torch.device):
             torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999)))
 
 
-def zerosum_round(g, d, opt_g, opt_d, reals, cfg):
-    d_step(g, d, opt_d, reals, None, torch.randn(BATCH, Z_DIM, device=reals.device), None, cfg)
-    g_step(g, d, opt_g, torch.randn(BATCH, Z_DIM, device=reals.device), None, cfg)
+def zerosum_stepper(device: torch.device, autocast):
+    """round(g, d, opt_g, opt_d, reals): one critic and one generator phase of method gan,
+    metrics read from the device every LOG_EVERY rounds, as the loop does."""
+    spec = load_job(Path(__file__).resolve().parents[1] / "jobs" / "mnist-dcgan.yaml",
+                    [f"model.g.z_dim={Z_DIM}", f"schedule.batch_size={BATCH}", "loss.name=nonsaturating"],
+                    check_paths=False)
+    method, window = GanMethod(spec), MetricWindow()
+    ctx = PhaseContext(spec, noise_source_for(spec, 10), torch.Generator().manual_seed(1),
+                       torch.Generator().manual_seed(2), device, autocast)
+
+    def round_fn(g, d, opt_g, opt_d, reals):
+        players = {"g": g, "d": d}
+        window.add(run_phase(method.critic_loss, players, ("d",), opt_d, {"x": reals, "y": None}, ctx, "loss/d"))
+        window.add(run_phase(method.generator_loss, players, ("g",), opt_g, None, ctx, "loss/g"))
+        if window.rounds >= 2 * LOG_EVERY:
+            window.read()
+
+    return round_fn
 
 
 def plain_round(g, d, opt_g, opt_d, reals, autocast):
@@ -90,11 +111,11 @@ def main() -> int:
     device = torch.device(args.device)
     use_bf16 = args.bf16 and device.type == "cuda"
     autocast = partial(torch.autocast, "cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext
-    cfg = StepConfig("nonsaturating", autocast=autocast)
+    zerosum_round = zerosum_stepper(device, autocast)
     ours, plain = [], []
     for _ in range(args.repeats):
         plain.append(images_per_s(lambda *m: plain_round(*m, autocast), device, args.rounds))
-        ours.append(images_per_s(lambda *m: zerosum_round(*m, cfg), device, args.rounds))
+        ours.append(images_per_s(zerosum_round, device, args.rounds))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}  bf16: {use_bf16}  rounds: {args.rounds} x {args.repeats}  batch: {BATCH}")
     print(f"plain PyTorch steps:   {statistics.median(plain):10.1f} images/s  {[round(x) for x in plain]}")

@@ -51,7 +51,11 @@ DATASET_NAMES = tuple(DATASETS)
 MIXTURES = tuple(name for name, info in DATASETS.items() if info.mixture)
 
 # Registries' names: zerosum.losses, zerosum.models, zerosum.train.build, evals.metrics.
-LOSS_NAMES = ("minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan")
+LOSS_NAMES = ("minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan", "rpgan", "wgan")
+# zerosum.methods: what a job trains (its players) and what each update computes.
+METHOD_NAMES = ("gan", "gmmn", "mmd-gan", "infogan")
+# zerosum.augment: DiffAugment policies (Zhao et al. 2020).
+AUGMENT_POLICIES = ("color", "translation", "cutout")
 ARCH_NAMES = ("mlp", "dcgan")
 ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
 OUTPUT_NAMES = ("tanh", "sigmoid", "identity")

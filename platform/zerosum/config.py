@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -27,6 +28,7 @@ from pydantic import (
 from zerosum.catalog import (
     ACTIVATION_NAMES,
     ARCH_NAMES,
+    AUGMENT_POLICIES,
     DATASET_NAMES,
     DATASETS,
     EVAL_METRICS,
@@ -35,6 +37,7 @@ from zerosum.catalog import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
     LOSS_NAMES,
+    METHOD_NAMES,
     MMD_PERMUTATIONS,
     OPTIMIZER_NAMES,
     OUTPUT_NAMES,
@@ -106,6 +109,17 @@ class DiscriminatorSpec(StrictModel):
     base_channels: PositiveInt = 64
     batch_norm: bool = True
     spectral_norm: bool = False
+    pack: PositiveInt = Field(1, description="PacGAN: D judges this many samples at once, stacked "
+                                             "along channels (images) or features (points)")
+    minibatch_std: bool = Field(False, description="append the minibatch std to D's features (Karras 2018)")
+
+
+class CodesSpec(StrictModel):
+    """InfoGAN's latent codes, appended to z: a categorical code and continuous ones."""
+
+    categorical: NonNegativeInt = Field(0, description="classes of the categorical code (0: none)")
+    continuous: NonNegativeInt = Field(0, description="continuous codes, uniform in [-1, 1]")
+    weight: NonNegativeFloat = Field(1.0, description="lambda: weight of the mutual-information terms")
 
 
 class ModelSpec(StrictModel):
@@ -113,11 +127,35 @@ class ModelSpec(StrictModel):
     d: DiscriminatorSpec = Field(default_factory=DiscriminatorSpec)
     conditional: bool = Field(False, description="class-conditional G and projection D")
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="EMA of G's weights per round")
+    ema_warmup: bool = Field(True, description="EMA decay min(ema_decay, (1 + t) / (10 + t)) at update t")
+    codes: CodesSpec = Field(default_factory=CodesSpec, description="method infogan: the latent codes")
 
 
 class LossSpec(StrictModel):
     name: Literal[LOSS_NAMES] = "nonsaturating"
     gp_weight: NonNegativeFloat = Field(10.0, description="wgan-gp: gradient penalty weight")
+    clip: PositiveFloat = Field(0.01, description="wgan: D's weights clipped to [-clip, clip] after each update")
+    r1_gamma: NonNegativeFloat = Field(0.0, description="R1: gamma/2 E|grad D(x)|^2 on reals (0: off)")
+    r2_gamma: NonNegativeFloat = Field(0.0, description="R2: the same penalty on fakes (0: off)")
+    reg_every: PositiveInt = Field(1, description="lazy R1/R2: every N critic updates, scaled by N")
+    g_objective: Literal["adversarial", "feature-matching"] = Field(
+        "adversarial", description="G's loss: the adversarial one, or matching D's mean features (Salimans 2016)")
+
+
+class AugmentSpec(StrictModel):
+    """DiffAugment (Zhao et al. 2020): the same differentiable augmentation of reals and fakes,
+    in D's and G's updates alike."""
+
+    policy: str = Field("", description=f"comma-separated, of {', '.join(AUGMENT_POLICIES)}; empty: off")
+    probability: float = Field(1.0, ge=0.0, le=1.0, description="share of samples augmented")
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policies(cls, policy: str) -> str:
+        unknown = [p for p in (part.strip() for part in policy.split(",")) if p and p not in AUGMENT_POLICIES]
+        if unknown:
+            raise ValueError(f"unknown DiffAugment policy {unknown}; allowed: {', '.join(AUGMENT_POLICIES)}")
+        return policy
 
 
 class OptimizerSpec(StrictModel):
@@ -214,9 +252,11 @@ class TrackingSpec(StrictModel):
 class JobSpec(StrictModel):
     name: str = Field(pattern=_NAME_PATTERN)
     description: str = ""
+    method: Literal[METHOD_NAMES] = Field("gan", description="gan, gmmn (G alone, MMD), mmd-gan, infogan")
     data: DataSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
     optim: OptimSpec = Field(default_factory=OptimSpec)
     schedule: ScheduleSpec
     eval: EvalSpec = Field(default_factory=EvalSpec)
@@ -227,6 +267,49 @@ class JobSpec(StrictModel):
     @property
     def experiment_name(self) -> str:
         return self.tracking.experiment or self.name
+
+    @model_validator(mode="after")
+    def _combinations_that_work(self) -> JobSpec:
+        problem = combination_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def combination_problem(spec: JobSpec) -> str | None:
+    """The first combination of fields that cannot work, naming both fields; None if none."""
+    model, loss, sched = spec.model, spec.loss, spec.schedule
+    pack, method = model.d.pack, spec.method
+    checks = [
+        # Compared with the defaults, not with the fields a user wrote: a resolved spec (what
+        # Ray workers validate again) has every field set.
+        (method == "gmmn" and model.d != DiscriminatorSpec(),
+         "model.d: method gmmn trains G alone (MMD against the reals); remove the model.d section"),
+        (method == "gmmn" and loss != LossSpec(),
+         "loss: method gmmn has no critic, so no adversarial loss or penalty; remove the loss section"),
+        (method == "infogan" and model.codes.categorical + model.codes.continuous == 0,
+         "model.codes: method infogan needs model.codes.categorical or model.codes.continuous > 0"),
+        (method != "infogan" and model.codes.categorical + model.codes.continuous > 0,
+         f"model.codes: latent codes belong to method infogan (method: {method})"),
+        (method == "infogan" and model.conditional,
+         "model.conditional: method infogan learns its own categories; set model.conditional: false"),
+        (sched.batch_size % pack != 0 or sched.fake_batch_size % pack != 0,
+         f"model.d.pack: {pack} must divide schedule.batch_size ({sched.batch_size}) and the fake batch "
+         f"(schedule.g_batch_size, {sched.fake_batch_size})"),
+        (pack > 1 and model.conditional,
+         "model.d.pack: packing concatenates samples of different classes; it cannot go with model.conditional"),
+        (loss.name == "wgan" and (loss.r1_gamma > 0 or loss.r2_gamma > 0),
+         "loss.r1_gamma / loss.r2_gamma: loss.name wgan bounds D by weight clipping; a gradient penalty "
+         "is the other way (use rpgan, or wgan-gp)"),
+        (loss.name == "rpgan" and sched.fake_batch_size != sched.batch_size,
+         f"loss.name: rpgan pairs each real with a fake, so schedule.g_batch_size ({sched.fake_batch_size}) "
+         f"must equal schedule.batch_size ({sched.batch_size})"),
+        (loss.g_objective == "feature-matching" and method not in ("gan", "infogan"),
+         f"loss.g_objective: feature matching reads a discriminator's features; method {method} has none"),
+        (spec.augment.policy.strip() != "" and DATASETS[spec.data.name].kind != "images",
+         f"augment.policy: DiffAugment transforms images; data.name {spec.data.name} holds points"),
+    ]
+    return next((message for failed, message in checks if failed), None)
 
 
 # --------------------------------------------------------------------------- loading

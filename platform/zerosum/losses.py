@@ -21,17 +21,13 @@ import torch.nn.functional as F
 from evals.mmd import kernel_means_torch, mmd2_unbiased_torch
 from zerosum.catalog import LOSS_NAMES
 
-# Implemented here, not yet job-spec choices: catalog.LOSS_NAMES gains them when the loop
-# supports them (rpgan's G step needs D's real logits, wgan needs clip_weights_ after D).
-METHOD_LOSS_NAMES = ("rpgan", "wgan")
-SUPPORTED_LOSSES = LOSS_NAMES + tuple(n for n in METHOD_LOSS_NAMES if n not in LOSS_NAMES)
 # Losses whose G loss needs D's logits on reals too: the G step must pass real_logits.
 RELATIVISTIC_LOSSES = ("rpgan",)
 
 
 def _check_name(name: str) -> None:
-    if name not in SUPPORTED_LOSSES:
-        raise ValueError(f"loss={name!r} is not supported; allowed: {', '.join(SUPPORTED_LOSSES)}")
+    if name not in LOSS_NAMES:
+        raise ValueError(f"loss={name!r} is not supported; allowed: {', '.join(LOSS_NAMES)}")
 
 
 def _at_least_float32(t: torch.Tensor) -> torch.Tensor:

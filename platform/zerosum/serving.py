@@ -19,7 +19,7 @@ from zerosum.config import JobSpec
 from zerosum.data import describe_dataset, load_dataset, to_unit_images
 from zerosum.errors import ZerosumError
 from zerosum.pictures import image_grid, samples_to_image, save_png, scatter_image, side_by_side
-from zerosum.train.build import NoiseSource, build_models, noise_source_for
+from zerosum.train.build import NoiseSource, build_generator_for, noise_source_for
 
 # What a served generator returns, by data kind (the metadata's "output").
 OUTPUT_KINDS = {"points": "points", "images": "unit-images"}
@@ -44,19 +44,22 @@ def serving_example(spec: JobSpec, shape: tuple[tuple[int, ...], int]) -> tuple[
     """Example inputs for export and the metadata `zerosum sample` needs."""
     sample_shape, num_classes = shape
     classes = num_classes if spec.model.conditional else 0
-    g = spec.model.g
-    example = (torch.zeros(2, g.z_dim),) + ((torch.zeros(2, dtype=torch.int64),) if classes else ())
+    g, codes = spec.model.g, spec.model.codes
+    input_dim = noise_source_for(spec, num_classes).input_dim
+    example = (torch.zeros(2, input_dim),) + ((torch.zeros(2, dtype=torch.int64),) if classes else ())
+    # z_dim is the noise part; InfoGAN's codes follow it in G's input (one-hot, then continuous).
     metadata = {"z_dim": g.z_dim, "z_distribution": g.z_distribution, "num_classes": classes,
+                "codes": {"categorical": codes.categorical, "continuous": codes.continuous},
                 "sample_shape": list(sample_shape), "output": OUTPUT_KINDS[kind_of_shape(sample_shape)],
-                "job": spec.name}
+                "job": spec.name, "method": spec.method}
     return example, metadata
 
 
 def load_trained_generator(spec: JobSpec, state: dict[str, Any], shape: tuple[tuple[int, ...], int]) -> nn.Module:
     """G (EMA weights when kept) from a checkpoint's state, in eval mode on CPU.
     shape: (sample_shape, num_classes) as `describe_dataset` gives them."""
-    generator, _ = build_models(spec, *shape)
-    generator.load_state_dict(state["ema"] if state.get("ema") is not None else state["generator"])
+    generator = build_generator_for(spec, *shape)
+    generator.load_state_dict(state["ema"] if state.get("ema") is not None else state["players"]["g"])
     return generator.eval()
 
 
@@ -87,10 +90,30 @@ def log_checkpoint_generator(spec: JobSpec, state: dict[str, Any], run, register
 
 
 
-def draw_noise(metadata: dict, n: int, seed: int) -> torch.Tensor:
-    """z float32 (n, z_dim) from the distribution G was trained on."""
+def draw_noise(metadata: dict, n: int, seed: int, code: int | None = None,
+               sweep: int | None = None) -> torch.Tensor:
+    """G's input float32 (n, z_dim + codes): z from the distribution G was trained on, then
+    InfoGAN's codes (if any): category `code` (else uniform) and continuous codes uniform in
+    [-1, 1], or continuous code `sweep` stepped evenly from -1 to 1 across the n samples."""
     noise = NoiseSource(int(metadata["z_dim"]), metadata.get("z_distribution", "normal"))
-    return noise.fresh(n, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    z = noise.fresh(n, generator)
+    codes = metadata.get("codes") or {}
+    categorical, continuous = int(codes.get("categorical", 0)), int(codes.get("continuous", 0))
+    if code is not None and not 0 <= code < categorical:
+        raise ZerosumError(f"--code: must be in 0..{categorical - 1} for this generator, got {code}"
+                           if categorical else "--code: this generator has no categorical code (not an InfoGAN)")
+    if sweep is not None and not 0 <= sweep < continuous:
+        raise ZerosumError(f"--sweep: must be in 0..{continuous - 1} for this generator, got {sweep}"
+                           if continuous else "--sweep: this generator has no continuous code (not an InfoGAN)")
+    if not categorical + continuous:
+        return z
+    index = torch.full((n,), code) if code is not None else torch.randint(max(categorical, 1), (n,), generator=generator)
+    onehot = torch.nn.functional.one_hot(index, categorical).float() if categorical else torch.zeros(n, 0)
+    values = torch.rand(n, continuous, generator=generator) * 2 - 1
+    if sweep is not None:
+        values[:, sweep] = torch.linspace(-1, 1, n)
+    return torch.cat([z, onehot, values], dim=1)
 
 
 def class_labels(metadata: dict, n: int, label: int | None, seed: int) -> torch.Tensor | None:
@@ -118,12 +141,13 @@ def load_generator(model_uri: str) -> tuple[nn.Module, dict[str, Any]]:
         raise ZerosumError(f"{model_uri}: cannot load model ({err})") from None
 
 
-def sample_to_png(model_uri: str, n: int, output: Path, label: int | None = None, seed: int = 0) -> Path:
+def sample_to_png(model_uri: str, n: int, output: Path, label: int | None = None, seed: int = 0,
+                  code: int | None = None, sweep: int | None = None) -> Path:
     """Load the model, draw n samples and write a grid (images) or scatter (points) PNG."""
     if n < 1:
         raise ZerosumError(f"-n: must be at least 1, got {n}")
     model, metadata = load_generator(model_uri)
-    z = draw_noise(metadata, n, seed)
+    z = draw_noise(metadata, n, seed, code=code, sweep=sweep)
     y = class_labels(metadata, n, label, seed)
     with torch.no_grad():
         samples = model(z) if y is None else model(z, y)

@@ -1,21 +1,33 @@
-"""D and G steps: exact counts per round, the right player moves, fakes detached."""
+"""Steps for any method: exact counts per round, the right player moves, fakes detached,
+metrics read once per window; EMA, noise and optimiser restores."""
+
+import math
 
 import torch
 
 from zerosum.config import load_job
-from zerosum.models import build_discriminator, build_generator
-from zerosum.train.build import NoiseSource, apply_optimizer_spec, build_optimizer
-from zerosum.train.steps import StepConfig, d_step, g_step, make_ema, run_round, update_ema
+from zerosum.methods import PhaseContext
+from zerosum.methods.gan import GanMethod
+from zerosum.train.build import NoiseSource, apply_optimizer_spec, build_models, build_optimizer, noise_source_for
+from zerosum.train.steps import MetricWindow, make_ema, no_autocast, run_phase, run_round, update_ema
 from zerosum_testing import JOBS
 
 
 def tiny_gan(loss="nonsaturating", batch_norm=True):
     torch.manual_seed(0)
-    g = build_generator("dcgan", sample_shape=(1, 8, 8), z_dim=8, base_channels=8, batch_norm=batch_norm)
-    d = build_discriminator("dcgan", sample_shape=(1, 8, 8), base_channels=8, batch_norm=batch_norm)
-    opt_g = torch.optim.Adam(g.parameters(), lr=1e-2)
-    opt_d = torch.optim.Adam(d.parameters(), lr=1e-2)
-    return g, d, opt_g, opt_d, StepConfig(loss)
+    spec = load_job(JOBS / "digits-dcgan.yaml", [f"loss.name={loss}", "model.g.base_channels=8", "model.g.z_dim=8",
+                                                 "model.d.base_channels=8", f"model.g.batch_norm={batch_norm}",
+                                                 f"model.d.batch_norm={batch_norm}", "schedule.batch_size=16"])
+    g, d = build_models(spec, (1, 8, 8), 10)
+    players = {"g": g, "d": d}
+    optimizers = {"g": torch.optim.Adam(g.parameters(), lr=1e-2), "d": torch.optim.Adam(d.parameters(), lr=1e-2)}
+    ctx = PhaseContext(spec, noise_source_for(spec, 10), torch.Generator().manual_seed(1),
+                       torch.Generator().manual_seed(2), torch.device("cpu"), no_autocast)
+    return GanMethod(spec), players, optimizers, ctx
+
+
+def reals(n=16):
+    return {"x": torch.rand(n, 1, 8, 8) * 2 - 1, "y": None}
 
 
 def snapshot(module):
@@ -27,42 +39,61 @@ def changed(before, module):
 
 
 def test_d_step_moves_d_only_and_detaches_fakes():
-    g, d, _, opt_d, cfg = tiny_gan()
-    g_before, d_before = snapshot(g), snapshot(d)
-    metrics = d_step(g, d, opt_d, torch.rand(16, 1, 8, 8) * 2 - 1, None, torch.randn(16, 8), None, cfg)
-    assert changed(d_before, d)
-    assert not changed(g_before, g)
-    assert all(p.grad is None for p in g.parameters()), "fakes must be detached in the D step"
+    method, players, optimizers, ctx = tiny_gan()
+    g_before, d_before = snapshot(players["g"]), snapshot(players["d"])
+    metrics = run_phase(method.critic_loss, players, ("d",), optimizers["d"], reals(), ctx, "loss/d")
+    assert changed(d_before, players["d"])
+    assert not changed(g_before, players["g"])
+    assert all(p.grad is None for p in players["g"].parameters()), "fakes must be detached in the D step"
     assert set(metrics) == {"loss/d", "d/real", "d/fake"}
-    assert 0.0 <= metrics["d/real"] <= 1.0 and 0.0 <= metrics["d/fake"] <= 1.0
+    assert all(isinstance(v, torch.Tensor) for v in metrics.values()), "no host sync in the step"
+    assert 0.0 <= float(metrics["d/real"]) <= 1.0 and 0.0 <= float(metrics["d/fake"]) <= 1.0
 
 
 def test_g_step_moves_g_only_and_unfreezes_d_after():
-    g, d, opt_g, _, cfg = tiny_gan()
-    g_before, d_before = snapshot(g), snapshot(d)
-    g_step(g, d, opt_g, torch.randn(16, 8), None, cfg)
-    assert changed(g_before, g)
-    assert not changed(d_before, d)
-    assert all(p.grad is None for p in d.parameters()), "D must be frozen during the G step"
-    assert all(p.requires_grad for p in d.parameters())
+    method, players, optimizers, ctx = tiny_gan()
+    g_before, d_before = snapshot(players["g"]), snapshot(players["d"])
+    run_phase(method.generator_loss, players, ("g",), optimizers["g"], None, ctx, "loss/g")
+    assert changed(g_before, players["g"])
+    assert not changed(d_before, players["d"])
+    assert all(p.grad is None for p in players["d"].parameters()), "D must be frozen during the G step"
+    assert all(p.requires_grad for p in players["d"].parameters())
 
 
 def test_wgan_gp_d_step_runs_and_penalises():
-    g, d, _, opt_d, _ = tiny_gan(batch_norm=False)
-    cfg = StepConfig("wgan-gp", gp_weight=10.0)
-    metrics = d_step(g, d, opt_d, torch.rand(8, 1, 8, 8), None, torch.randn(8, 8), None, cfg)
-    assert torch.isfinite(torch.tensor(metrics["loss/d"]))
+    method, players, optimizers, ctx = tiny_gan("wgan-gp", batch_norm=False)
+    metrics = run_phase(method.critic_loss, players, ("d",), optimizers["d"], reals(8), ctx, "loss/d")
+    assert torch.isfinite(metrics["loss/d"])
+
+
+def test_wgan_clips_d_after_every_critic_update():
+    method, players, optimizers, ctx = tiny_gan("wgan", batch_norm=False)
+    run_phase(method.critic_loss, players, ("d",), optimizers["d"], reals(8), ctx, "loss/d",
+              after_step=lambda view: method.after_critic_update(view, ctx))
+    clip = ctx.spec.loss.clip
+    assert max(float(p.detach().abs().max()) for p in players["d"].parameters()) <= clip
 
 
 def test_round_runs_exactly_d_steps_then_g_steps():
     calls = []
-    metrics = run_round(3, 2, lambda: calls.append("d") or {"loss/d": 1.0}, lambda: calls.append("g") or {"loss/g": 2.0})
+    metrics = run_round(3, 2, lambda: calls.append("d") or {"loss/d": 1.0},
+                        lambda: calls.append("g") or {"loss/g": 2.0})
     assert calls == ["d", "d", "d", "g", "g"]
     assert metrics == {"loss/d": 1.0, "loss/g": 2.0}
 
 
-def test_ema_follows_generator_by_decay():
-    g, *_ = tiny_gan()
+def test_metric_window_averages_on_device_and_keeps_nan():
+    window = MetricWindow()
+    window.add({"loss/d": torch.tensor(1.0), "loss/g": torch.tensor(3.0)})
+    window.add({"loss/d": torch.tensor(2.0), "loss/g": torch.tensor(float("nan"))})
+    read = window.read()
+    # float32 means of small integers: exact.
+    assert read["loss/d"] == 1.5 and math.isnan(read["loss/g"])
+    assert window.read() == {}
+
+
+def test_ema_tracks_generator():
+    g = torch.nn.Linear(3, 2)
     ema = make_ema(g)
     with torch.no_grad():
         for p in g.parameters():
@@ -70,7 +101,7 @@ def test_ema_follows_generator_by_decay():
     before = snapshot(ema)
     update_ema(ema, g, decay=0.9)
     for old, new, current in zip(before, ema.parameters(), g.parameters()):
-        # float32: lerp vs 0.9 a + 0.1 b on values ~1, a few roundings (~2e-7); the float32 defaults fit.
+        # float32 lerp: one multiply-add per element, within the default float32 tolerance.
         torch.testing.assert_close(new, 0.9 * old + 0.1 * current)
 
 

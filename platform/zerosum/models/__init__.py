@@ -121,19 +121,22 @@ def build_discriminator(
     base_channels: int = 64,
     batch_norm: bool = True,
     spectral_norm: bool = False,
+    minibatch_std: bool = False,
 ) -> nn.Module:
     """D(x: float (N, *sample_shape), y: long (N,) | None) -> logits float (N,).
 
     batch_norm follows every hidden layer except the first (DCGAN convention); spectral_norm
     wraps every linear, conv and embedding weight. Conditional D is a projection D.
+    minibatch_std appends the minibatch standard deviation to D's features before the head.
+    Every D has `features(x) -> (N, feature_dim)`, its penultimate layer.
     """
     shape, widths = _check_common(
         arch, sample_shape, num_classes, hidden, activation, dropout, base_channels
     )
     if arch == "mlp":
         return MLPDiscriminator(
-            shape, num_classes, widths, activation, dropout, batch_norm, spectral_norm
+            shape, num_classes, widths, activation, dropout, batch_norm, spectral_norm, minibatch_std
         )
     return DCGANDiscriminator(
-        shape, num_classes, base_channels, activation, dropout, batch_norm, spectral_norm
+        shape, num_classes, base_channels, activation, dropout, batch_norm, spectral_norm, minibatch_std
     )

@@ -13,6 +13,7 @@ from torch import nn
 
 from zerosum.models.conditional import LabelConcat, ProjectionHead
 from zerosum.models.layers import (
+    MinibatchStd,
     apply_spectral_norm,
     check_batch,
     hidden_block,
@@ -113,6 +114,7 @@ class DCGANDiscriminator(nn.Module):
         dropout: float,
         batch_norm: bool,
         spectral_norm: bool,
+        minibatch_std: bool = False,
     ) -> None:
         super().__init__()
         s0, n_scales = dcgan_plan(sample_shape)
@@ -125,12 +127,21 @@ class DCGANDiscriminator(nn.Module):
             down = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not use_bn)
             layers += _block(down, c_out, activation, use_bn, dropout)
         self.body = nn.Sequential(*layers, nn.Flatten(1))
-        self.head = ProjectionHead(chans[-1] * s0 * s0, num_classes)
+        # Minibatch std (Karras et al. 2018) on the flattened features, just before the head.
+        self.minibatch_std = MinibatchStd() if minibatch_std else None
+        self.feature_dim = chans[-1] * s0 * s0 + (1 if minibatch_std else 0)
+        self.head = ProjectionHead(self.feature_dim, num_classes)
         init_dcgan_weights(self)
         # After init, so the parametrization's original weight is the DCGAN-initialised one.
         if spectral_norm:
             apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x), y)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """D's penultimate features, float (N, feature_dim): what feature matching, MMD-GAN's
+        critic and InfoGAN's Q head read."""
         check_batch("x", x, self.sample_shape)
-        return self.head(self.body(x), y)
+        phi = self.body(x)
+        return phi if self.minibatch_std is None else self.minibatch_std(phi)

@@ -13,6 +13,7 @@ from torch import nn
 
 from zerosum.models.conditional import LabelConcat, ProjectionHead
 from zerosum.models.layers import (
+    MinibatchStd,
     apply_spectral_norm,
     check_batch,
     hidden_block,
@@ -80,6 +81,7 @@ class MLPDiscriminator(nn.Module):
         dropout: float,
         batch_norm: bool,
         spectral_norm: bool,
+        minibatch_std: bool = False,
     ) -> None:
         super().__init__()
         self.sample_shape = tuple(sample_shape)
@@ -90,10 +92,19 @@ class MLPDiscriminator(nn.Module):
             layers += _hidden_block(width, h, activation, batch_norm and i > 0, dropout)
             width = h
         self.body = nn.Sequential(*layers)
-        self.head = ProjectionHead(width, num_classes)
+        # Minibatch std (Karras et al. 2018) on the flattened features, just before the head.
+        self.minibatch_std = MinibatchStd() if minibatch_std else None
+        self.feature_dim = width + (1 if minibatch_std else 0)
+        self.head = ProjectionHead(self.feature_dim, num_classes)
         if spectral_norm:
             apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x), y)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """D's penultimate features, float (N, feature_dim): what feature matching, MMD-GAN's
+        critic and InfoGAN's Q head read."""
         check_batch("x", x, self.sample_shape)
-        return self.head(self.body(x.flatten(1)), y)
+        phi = self.body(x.flatten(1))
+        return phi if self.minibatch_std is None else self.minibatch_std(phi)

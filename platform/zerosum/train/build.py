@@ -8,24 +8,40 @@ import torch
 from torch import nn
 
 from zerosum.config import JobSpec, OptimizerSpec
+from zerosum.latent import LatentCodes, SampledCodes
 from zerosum.models import build_discriminator, build_generator
 
 
-def build_models(spec: JobSpec, sample_shape: tuple[int, ...], num_classes: int) -> tuple[nn.Module, nn.Module]:
-    """G and D for the spec; conditional models get the dataset's class count."""
+def build_generator_for(spec: JobSpec, sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """G for the spec: its input is z (and InfoGAN's codes); conditional G gets the classes."""
     classes = num_classes if spec.model.conditional else 0
-    g, d = spec.model.g, spec.model.d
-    generator = build_generator(
-        g.arch, sample_shape=sample_shape, z_dim=g.z_dim, num_classes=classes, hidden=tuple(g.hidden),
-        activation=g.activation, output=g.output, base_channels=g.base_channels,
-        batch_norm=g.batch_norm, dropout=g.dropout,
+    g = spec.model.g
+    return build_generator(
+        g.arch, sample_shape=sample_shape, z_dim=noise_source_for(spec, num_classes).input_dim,
+        num_classes=classes, hidden=tuple(g.hidden), activation=g.activation, output=g.output,
+        base_channels=g.base_channels, batch_norm=g.batch_norm, dropout=g.dropout,
     )
-    discriminator = build_discriminator(
-        d.arch, sample_shape=sample_shape, num_classes=classes, hidden=tuple(d.hidden),
+
+
+def packed_shape(sample_shape: tuple[int, ...], pack: int) -> tuple[int, ...]:
+    """What a packing D sees: `pack` samples stacked along channels (C, H, W) or features (D,)."""
+    return (sample_shape[0] * pack, *sample_shape[1:])
+
+
+def build_discriminator_for(spec: JobSpec, sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """D for the spec, sized for packed inputs (PacGAN) when model.d.pack > 1."""
+    classes = num_classes if spec.model.conditional else 0
+    d = spec.model.d
+    return build_discriminator(
+        d.arch, sample_shape=packed_shape(sample_shape, d.pack), num_classes=classes, hidden=tuple(d.hidden),
         activation=d.activation, dropout=d.dropout, base_channels=d.base_channels,
-        batch_norm=d.batch_norm, spectral_norm=d.spectral_norm,
+        batch_norm=d.batch_norm, spectral_norm=d.spectral_norm, minibatch_std=d.minibatch_std,
     )
-    return generator, discriminator
+
+
+def build_models(spec: JobSpec, sample_shape: tuple[int, ...], num_classes: int) -> tuple[nn.Module, nn.Module]:
+    """G and D for the spec (the players of method gan)."""
+    return build_generator_for(spec, sample_shape, num_classes), build_discriminator_for(spec, sample_shape, num_classes)
 
 
 # Each optimiser with the spec fields it takes: the registry behind optim.*.name.
@@ -63,11 +79,13 @@ def apply_optimizer_spec(optimizer: torch.optim.Optimizer, spec: OptimizerSpec) 
 
 @dataclass
 class NoiseSource:
-    """Draws z (and fake labels) for G.
+    """Draws G's input z (and fake labels, and InfoGAN's codes).
 
     distribution: 'normal' N(0,1); 'uniform' U(-1,1); 'normal-minmax' N(0,1) rows min-max
     scaled to [0,1] (MATLAB mapminmax, as in the seed). With pool_size, z is drawn from
     a fixed pool of that many vectors made once from `pool_seed` (the seed reuses 60,000).
+    With codes, G's input is [z, one-hot category, continuous codes] (InfoGAN), of width
+    z_dim + codes.dim.
     """
 
     z_dim: int
@@ -75,11 +93,17 @@ class NoiseSource:
     num_classes: int = 0
     pool_size: int | None = None
     pool_seed: int = 0
+    codes: LatentCodes | None = None
 
     def __post_init__(self) -> None:
         self.pool = None
         if self.pool_size:
             self.pool = self.fresh(self.pool_size, torch.Generator().manual_seed(self.pool_seed))
+
+    @property
+    def input_dim(self) -> int:
+        """Width of G's input: z, plus the codes when there are any."""
+        return self.z_dim + (self.codes.dim if self.codes is not None else 0)
 
     def fresh(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """float32 (n, z_dim) drawn anew from the distribution."""
@@ -92,11 +116,20 @@ class NoiseSource:
         return z
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """float32 (n, z_dim) on device: from the pool when there is one."""
+        """float32 (n, input_dim) on device: from the pool when there is one, codes appended."""
+        return self.sample_with_codes(n, generator, device)[0]
+
+    def sample_with_codes(self, n: int, generator: torch.Generator,
+                          device: torch.device) -> tuple[torch.Tensor, SampledCodes | None]:
+        """(G's input float32 (n, input_dim), the codes in it or None) on device."""
         if self.pool is None:
-            return self.fresh(n, generator).to(device)
-        index = torch.randint(len(self.pool), (n,), generator=generator)
-        return self.pool[index].to(device)
+            z = self.fresh(n, generator).to(device)
+        else:
+            z = self.pool[torch.randint(len(self.pool), (n,), generator=generator)].to(device)
+        if self.codes is None:
+            return z, None
+        codes = self.codes.sample(n, generator, device)
+        return torch.cat([z, codes.onehot, codes.continuous], dim=1), codes
 
     def labels(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor | None:
         """Uniform class labels int64 (n,) for conditional G, else None."""
@@ -106,6 +139,8 @@ class NoiseSource:
 
 
 def noise_source_for(spec: JobSpec, num_classes: int) -> NoiseSource:
-    g = spec.model.g
+    g, codes = spec.model.g, spec.model.codes
     classes = num_classes if spec.model.conditional else 0
-    return NoiseSource(g.z_dim, g.z_distribution, classes, g.z_pool_size, pool_seed=spec.schedule.seed)
+    latent = LatentCodes(codes.categorical, codes.continuous) if codes.categorical + codes.continuous else None
+    return NoiseSource(g.z_dim, g.z_distribution, classes, g.z_pool_size, pool_seed=spec.schedule.seed,
+                       codes=latent)

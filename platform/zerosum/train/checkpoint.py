@@ -1,7 +1,7 @@
 """Self-describing, atomic checkpoints: tensors and plain values only.
 
 A checkpoint folder holds
-- `state.pt`: G, D, EMA-G and both optimisers' state_dicts, the round, the
+- `state.pt`: every player and optimiser by name, EMA-G, the round, the
   stopping rule's state and the resolved config (a YAML string), written by rank 0;
 - `rng-rank{r}.pt`: each rank's RNG states (torch CPU, CUDA, the noise generator);
 - `config.yaml`: the resolved config, for people.
@@ -32,16 +32,22 @@ def load_weights(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def rng_state(noise_generator: torch.Generator) -> dict[str, Any]:
+def rng_state(noise_generator: torch.Generator, augment_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Every RNG a rank draws from: torch's (CPU, CUDA), the noise and augmentation generators."""
     state = {"torch": torch.get_rng_state(), "noise": noise_generator.get_state()}
+    if augment_generator is not None:
+        state["augment"] = augment_generator.get_state()
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
-def restore_rng(state: dict[str, Any], noise_generator: torch.Generator) -> None:
+def restore_rng(state: dict[str, Any], noise_generator: torch.Generator,
+                augment_generator: torch.Generator | None = None) -> None:
     torch.set_rng_state(state["torch"])
     noise_generator.set_state(state["noise"])
+    if augment_generator is not None and "augment" in state:
+        augment_generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
 

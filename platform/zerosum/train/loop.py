@@ -32,10 +32,12 @@ import torch
 from zerosum.config import JobSpec, job_to_yaml, validate_job
 from zerosum.data import ShardedBatches, load_dataset
 from zerosum.evaluation.evaluator import Evaluator
+from zerosum.methods import PhaseContext
 from zerosum.train import checkpoint as ckpt
+from zerosum.train.ema import ema_decay_at
 from zerosum.train.session import RayTrainSession, Session
 from zerosum.train.state import WorkerState, build_worker_state, restore_worker_state
-from zerosum.train.steps import StepConfig, d_step, g_step, run_round, update_ema
+from zerosum.train.steps import MetricWindow, run_phase, run_round, update_ema
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def report(state: WorkerState, metrics: dict[str, float], spec: JobSpec, session
     rank = session.rank
     with tempfile.TemporaryDirectory(prefix="zerosum-ckpt-") as folder:
         ckpt.write_checkpoint(Path(folder), rank, state.model_state() if rank == 0 else None,
-                              ckpt.rng_state(state.noise_rng), job_to_yaml(spec))
+                              ckpt.rng_state(state.noise_rng, state.augment_rng), job_to_yaml(spec))
         checkpoint = ray.train.Checkpoint.from_directory(folder)
         session.report({**metrics, "round": state.rounds_done}, checkpoint)
 
@@ -94,25 +96,29 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
     torch.manual_seed(spec.schedule.seed * 7919 + rank + state.rounds_done)
     sched = spec.schedule
     batcher = ShardedBatches(dataset, sched.batch_size, rank, world_size, seed=sched.seed)
-    batcher.epoch = state.rounds_done * sched.d_steps // max(1, batcher.batches_per_epoch())
+    batcher.epoch = state.rounds_done * batches_per_round(state, sched) // max(1, batcher.batches_per_epoch())
     batches = iter(batcher)
-    step_cfg = StepConfig(spec.loss.name, spec.loss.gp_weight, autocast_factory(spec, device))
+    ctx = PhaseContext(spec, state.noise, state.noise_rng, state.augment_rng, device,
+                       autocast_factory(spec, device), state.critic_updates)
     logger = rank0_logger(config, rank)
     evaluator = Evaluator(spec, dataset, rank, world_size, device, logger)
     evaluator.load_state_dict(state.extra)
     if logger is not None and state.rounds_done:
         logger.set_tags({"zerosum.resumed_from_round": str(state.rounds_done)})
-    meter = ThroughputMeter(reals_per_round=sched.d_steps * sched.batch_size * world_size)
+    meter = ThroughputMeter(reals_per_round=batches_per_round(state, sched) * sched.batch_size * world_size)
+    window, metrics = MetricWindow(), {}
     while state.rounds_done < sched.total_rounds:
         round_index = state.rounds_done + 1
         maybe_inject_fault(config.get("fault"), round_index, rank)
         with meter.timing():
-            metrics = train_one_round(state, batches, sched, step_cfg, device)
+            window.add(train_one_round(state, batches, sched, ctx))
             if state.ema is not None:
-                update_ema(state.ema, state.generator, spec.model.ema_decay)
+                decay = ema_decay_at(state.rounds_done, spec.model.ema_decay, warmup=spec.model.ema_warmup)
+                update_ema(state.ema, state.generator, decay)
         state.rounds_done = round_index
         if round_index % sched.log_every_rounds == 0 or round_index == sched.total_rounds:
-            metrics |= meter.read_and_reset()
+            # The one host read of the interval's training metrics.
+            metrics = window.read() | meter.read_and_reset()
             if logger is not None:
                 logger.log_metrics(metrics, round_index)
         if evaluator.due(round_index):
@@ -153,21 +159,34 @@ class ThroughputMeter:
         return reading
 
 
-def train_one_round(state: WorkerState, batches, sched, step_cfg: StepConfig, device: torch.device) -> dict[str, float]:
-    """d_steps D updates on fresh real batches, then g_steps G updates."""
-    fake_batch = sched.fake_batch_size
+def batches_per_round(state: WorkerState, sched) -> int:
+    """Real batches one round draws: one per critic update, one per generator update
+    when the method's generator reads reals."""
+    critic = sched.d_steps if state.method.critic_group else 0
+    return critic + (sched.g_steps if state.method.generator_needs_reals() else 0)
 
-    def d_update() -> dict[str, float]:
-        reals, labels = next(batches)
-        reals, labels = reals.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        z = state.noise.sample(len(reals), state.noise_rng, device)
-        fake_labels = state.noise.labels(len(reals), state.noise_rng, device)
-        real_labels = labels if fake_labels is not None else None
-        return d_step(state.generator, state.discriminator, state.opt_d, reals, real_labels, z, fake_labels, step_cfg)
 
-    def g_update() -> dict[str, float]:
-        z = state.noise.sample(fake_batch, state.noise_rng, device)
-        labels = state.noise.labels(fake_batch, state.noise_rng, device)
-        return g_step(state.generator, state.discriminator, state.opt_g, z, labels, step_cfg)
+def next_batch(batches, device: torch.device) -> dict[str, torch.Tensor]:
+    reals, labels = next(batches)
+    return {"x": reals.to(device, non_blocking=True), "y": labels.to(device, non_blocking=True)}
 
-    return run_round(sched.d_steps, sched.g_steps, d_update, g_update)
+
+def train_one_round(state: WorkerState, batches, sched, ctx: PhaseContext) -> dict[str, torch.Tensor]:
+    """d_steps critic updates on fresh real batches, then g_steps generator updates."""
+    method = state.method
+
+    def critic_update() -> dict[str, torch.Tensor]:
+        metrics = run_phase(method.critic_loss, state.players, method.critic_group, state.optimizers["d"],
+                            next_batch(batches, ctx.device), ctx, "loss/d",
+                            after_step=lambda view: method.after_critic_update(view, ctx))
+        state.critic_updates += 1
+        ctx.critic_updates = state.critic_updates
+        return metrics
+
+    def generator_update() -> dict[str, torch.Tensor]:
+        batch = next_batch(batches, ctx.device) if method.generator_needs_reals() else None
+        return run_phase(method.generator_loss, state.players, method.generator_group, state.optimizers["g"],
+                         batch, ctx, "loss/g")
+
+    critic_updates = sched.d_steps if method.critic_group else 0
+    return run_round(critic_updates, sched.g_steps, critic_update, generator_update)

@@ -1,33 +1,33 @@
-"""One D update and one G update, as pure functions over modules and batches.
+"""One update of one side of the game, for any method, as a pure function of modules and a batch.
 
-No Ray and no MLflow here: the loop owns side effects. Each step returns a dict
-of floats with the metric keys that tracking logs (`loss/d`, `d/real`, ...).
+No Ray and no MLflow here: the loop owns side effects. A phase (`run_phase`) trains the
+players its method names with one optimiser; every other player is passed unwrapped and
+frozen. Metrics stay device tensors: nothing here calls `.item()`, so a GPU step never
+waits for the host; the loop reads them once per logging interval (`MetricWindow`).
 
-DDP and BatchNorm notes (see ARCHITECTURE.md):
+DDP and BatchNorm notes (docs/architecture.md):
 - D sees reals and fakes in two forwards, as in the DCGAN reference code: with
   BatchNorm, one mixed batch would normalise fakes with real statistics in the D
   step but with fake-only statistics in the G step, and D then wins trivially.
   Two forwards before one backward are safe under DDP because the wrappers are
-  built with broadcast_buffers=False (no in-place buffer broadcast per forward).
-- The G step runs fakes through D's *unwrapped* module with D frozen: a frozen
-  DDP(D) forward would prepare a gradient reduction that never completes.
-- Fakes for the D step come from G's unwrapped module under no_grad (detached).
+  built with forward_sync_buffers=False (no buffer broadcast per forward).
+- A frozen player is used through its *unwrapped* module: a frozen DDP forward would
+  prepare a gradient reduction that never completes.
+- In the critic phase G is frozen, so fakes carry no graph (they are detached).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager as ContextManager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from zerosum.losses import d_loss, g_loss, gradient_penalty
-
 AutocastFactory = Callable[[], ContextManager]
+Metrics = dict[str, torch.Tensor]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -39,81 +39,38 @@ def no_autocast() -> ContextManager:
     return contextlib.nullcontext()
 
 
-@dataclass
-class StepConfig:
-    """What a step needs to know besides modules and data."""
-
-    loss: str
-    gp_weight: float = 10.0
-    autocast: AutocastFactory = no_autocast
-
-
-def d_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    reals: torch.Tensor,
-    real_labels: torch.Tensor | None,
-    z: torch.Tensor,
-    fake_labels: torch.Tensor | None,
-    cfg: StepConfig,
-) -> dict[str, float]:
-    """One D update on reals (target 1) and detached fakes (target 0).
-
-    reals: float (B, *sample_shape); z: float (B', z_dim); labels: int64 or None.
-    Returns loss/d, d/real and d/fake (mean D probabilities in [0, 1]).
-    """
-    with torch.no_grad(), cfg.autocast():
-        fakes = unwrap(generator)(z, fake_labels)
-    with cfg.autocast():
-        real_logits = discriminator(reals, real_labels).float()
-        fake_logits = discriminator(fakes.to(reals.dtype), fake_labels).float()
-        loss = d_loss(cfg.loss, real_logits, fake_logits)
-    if cfg.loss == "wgan-gp":
-        critic = _critic_for(unwrap(discriminator), real_labels, len(reals), len(fakes))
-        loss = loss + gradient_penalty(critic, *_paired(reals, fakes), weight=cfg.gp_weight)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return {
-        "loss/d": loss.item(),
-        "d/real": torch.sigmoid(real_logits.detach()).mean().item(),
-        "d/fake": torch.sigmoid(fake_logits.detach()).mean().item(),
-    }
-
-
-def _paired(reals: torch.Tensor, fakes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Equal-length real and fake batches for interpolation (the shorter length wins)."""
-    n = min(len(reals), len(fakes))
-    return reals[:n], fakes[:n].detach().to(reals.dtype)
-
-
-def _critic_for(module: nn.Module, labels: torch.Tensor | None, n_real: int, n_fake: int):
-    n = min(n_real, n_fake)
-    return lambda x: module(x, None if labels is None else labels[:n]).float()
-
-
-def g_step(
-    generator: nn.Module,
-    discriminator: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    z: torch.Tensor,
-    labels: torch.Tensor | None,
-    cfg: StepConfig,
-) -> dict[str, float]:
-    """One G update through a frozen D, fakes labelled real. z: float (B, z_dim)."""
-    critic = unwrap(discriminator)
-    critic.requires_grad_(False)
+@contextlib.contextmanager
+def frozen(modules: Iterable[nn.Module]):
+    """requires_grad_(False) on these modules for the block, restored after (also on error)."""
+    modules = list(modules)
+    for module in modules:
+        module.requires_grad_(False)
     try:
-        with cfg.autocast():
-            fake_logits = critic(generator(z, labels), labels).float()
-            loss = g_loss(cfg.loss, fake_logits)
+        yield
+    finally:
+        for module in modules:
+            module.requires_grad_(True)
+
+
+def run_phase(loss_fn, players: dict[str, nn.Module], trained: tuple[str, ...], optimizer: torch.optim.Optimizer,
+              batch, ctx, loss_key: str, after_step: Callable[[dict[str, nn.Module]], None] | None = None) -> Metrics:
+    """One optimiser step of the players in `trained` on `loss_fn(view, batch, ctx)`.
+
+    view: the trained players as they are (DDP-wrapped in Ray Train), every other player
+    unwrapped and frozen. loss_fn returns {"loss": scalar, metrics...}. Returns the loss
+    under `loss_key` and the metrics, all detached device tensors.
+    """
+    view = {name: module if name in trained else unwrap(module) for name, module in players.items()}
+    with frozen(view[name] for name in view if name not in trained):
+        with ctx.autocast():
+            out = loss_fn(view, batch, ctx)
+        loss = out.pop("loss")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    finally:
-        critic.requires_grad_(True)
-    return {"loss/g": loss.item(), "g/d_fake": torch.sigmoid(fake_logits.detach()).mean().item()}
+    if after_step is not None:
+        after_step(view)
+    return {loss_key: loss.detach(), **{key: value.detach() for key, value in out.items()}}
 
 
 def make_ema(generator: nn.Module) -> nn.Module:
@@ -135,10 +92,10 @@ def update_ema(ema: nn.Module, generator: nn.Module, decay: float) -> None:
 def run_round(
     d_steps: int,
     g_steps: int,
-    d_update: Callable[[], dict[str, float]],
-    g_update: Callable[[], dict[str, float]],
-) -> dict[str, float]:
-    """Exactly d_steps D updates, then g_steps G updates; returns the mean of each metric.
+    d_update: Callable[[], Metrics],
+    g_update: Callable[[], Metrics],
+) -> Metrics:
+    """Exactly d_steps critic updates, then g_steps generator updates; the mean of each metric.
 
     The ratio is config, never data-dependent: every DDP rank must run the same
     number of passes or the gradient all-reduce hangs.
@@ -147,10 +104,38 @@ def run_round(
     return mean_metrics(records)
 
 
-def mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:
-    """Average each key over the records that have it."""
-    sums: dict[str, list[float]] = {}
+def mean_metrics(records: list[dict]) -> dict:
+    """Average each key over the records that have it (floats or tensors alike)."""
+    sums: dict[str, list] = {}
     for record in records:
         for key, value in record.items():
             sums.setdefault(key, []).append(value)
     return {key: sum(values) / len(values) for key, values in sums.items()}
+
+
+class MetricWindow:
+    """Round metrics summed on their device over a logging interval; read once, as floats.
+
+    Reading is the only host synchronisation of training metrics: one `.item()` per key
+    per interval instead of several per round. A NaN in any round makes the window's mean
+    NaN, so the divergence guard still sees it within one interval.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.rounds = 0
+
+    def add(self, metrics: Metrics) -> None:
+        for key, value in metrics.items():
+            value = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+        self.rounds += 1
+
+    def read(self) -> dict[str, float]:
+        """Mean of each metric over the rounds added since the last read, and reset."""
+        if not self.rounds:
+            return {}
+        keys = sorted(self.sums)
+        values = (torch.stack([self.sums[k].to(self.sums[keys[0]].device) for k in keys]) / self.rounds).tolist()
+        self.sums, self.rounds = {}, 0
+        return dict(zip(keys, values))

@@ -1,0 +1,120 @@
+"""Each method as a plug-in: its players, and which of them each phase moves.
+
+One critic phase moves the critic group only; one generator phase moves the generator
+group only (the other players are frozen and keep no gradient); a whole round of the
+real loop trains every player the method has, and its checkpoint holds them by name.
+"""
+
+import pytest
+import torch
+
+from zerosum.config import load_job
+from zerosum.methods import METHODS, PhaseContext, method_for
+from zerosum.train.loop import train_one_round
+from zerosum.train.state import build_worker_state, group_players
+from zerosum.train.steps import no_autocast, run_phase
+from zerosum_testing import JOBS
+
+SHAPE = (1, 8, 8)
+BASE = ["data.name=digits", "model.g.arch=dcgan", "model.d.arch=dcgan", "model.g.base_channels=8",
+        "model.d.base_channels=8", "model.g.z_dim=8", "schedule.batch_size=8", "model.conditional=false"]
+METHOD_SETS = {
+    "gan": ["loss.name=rpgan", "loss.r1_gamma=1.0", "loss.r2_gamma=1.0", "model.d.pack=2",
+            "augment.policy=color,translation,cutout"],
+    "gmmn": ["method=gmmn"],
+    "mmd-gan": ["method=mmd-gan"],
+    "infogan": ["method=infogan", "model.codes.categorical=10", "model.codes.continuous=2"],
+}
+EXPECTED_PLAYERS = {"gan": {"g", "d"}, "gmmn": {"g"}, "mmd-gan": {"g", "d"}, "infogan": {"g", "d", "q"}}
+
+
+class OneProcess:
+    rank, world_size, device = 0, 1, torch.device("cpu")
+
+    def prepare_model(self, model):
+        return model
+
+    def get_checkpoint(self):
+        return None
+
+
+@pytest.fixture(autouse=True)
+def gmmn_probe_spec(tmp_path):
+    """digits-dcgan.yaml has D and loss sections, which method gmmn refuses: a copy without them."""
+    import yaml
+
+    raw = yaml.safe_load((JOBS / "digits-dcgan.yaml").read_text())
+    raw["model"].pop("d")
+    raw.pop("loss", None)
+    (tmp_path / "gmmn-probe.yaml").write_text(yaml.safe_dump(raw))
+    global JOBS_GMMN
+    JOBS_GMMN = tmp_path
+
+
+def spec_for(method: str):
+    overrides = BASE + METHOD_SETS[method]
+    if method == "gmmn":
+        overrides = [o for o in overrides if not o.startswith("model.d.")]
+        return load_job(JOBS_GMMN / "gmmn-probe.yaml", overrides)
+    return load_job(JOBS / "digits-dcgan.yaml", overrides)
+
+
+def snapshot(players):
+    return {name: [p.detach().clone() for p in module.parameters()] for name, module in players.items()}
+
+
+def moved(before, players) -> set[str]:
+    return {name for name, module in players.items()
+            if any(not torch.equal(a, b) for a, b in zip(before[name], module.parameters()))}
+
+
+def context(spec, state):
+    return PhaseContext(spec, state.noise, state.noise_rng, state.augment_rng, torch.device("cpu"), no_autocast)
+
+
+def batch():
+    return {"x": torch.rand(8, *SHAPE) * 2 - 1, "y": torch.randint(10, (8,))}
+
+
+def test_the_registry_is_the_catalog():
+    from zerosum.catalog import METHOD_NAMES
+
+    assert tuple(METHODS) == METHOD_NAMES
+
+
+@pytest.mark.parametrize("method", list(METHOD_SETS))
+def test_each_phase_moves_exactly_its_players(method):
+    spec = spec_for(method)
+    state = build_worker_state(spec, SHAPE, 10, OneProcess())
+    assert set(state.players) == EXPECTED_PLAYERS[method]
+    ctx = context(spec, state)
+    groups = group_players(state.method)
+    if "d" in groups:
+        before = snapshot(state.players)
+        metrics = run_phase(state.method.critic_loss, state.players, groups["d"], state.optimizers["d"],
+                            batch(), ctx, "loss/d")
+        assert moved(before, state.players) == set(groups["d"])
+        assert torch.isfinite(metrics["loss/d"])
+        assert all(p.grad is None for name in set(state.players) - set(groups["d"])
+                   for p in state.players[name].parameters()), "frozen players keep no gradient"
+    before = snapshot(state.players)
+    reals = batch() if state.method.generator_needs_reals() else None
+    metrics = run_phase(state.method.generator_loss, state.players, groups["g"], state.optimizers["g"],
+                        reals, ctx, "loss/g")
+    assert moved(before, state.players) == set(groups["g"])
+    assert torch.isfinite(metrics["loss/g"])
+    assert all(p.requires_grad for module in state.players.values() for p in module.parameters())
+
+
+@pytest.mark.parametrize("method", list(METHOD_SETS))
+def test_a_round_of_the_loop_trains_every_player_and_checkpoints_them(method):
+    spec = spec_for(method)
+    state = build_worker_state(spec, SHAPE, 10, OneProcess())
+    before = snapshot(state.players)
+    batches = iter(lambda: (torch.rand(8, *SHAPE) * 2 - 1, torch.randint(10, (8,))), None)
+    metrics = train_one_round(state, batches, spec.schedule, context(spec, state))
+    assert moved(before, state.players) == EXPECTED_PLAYERS[method]
+    assert ("loss/d" in metrics) == (method != "gmmn") and "loss/g" in metrics
+    saved = state.model_state()
+    assert set(saved["players"]) == EXPECTED_PLAYERS[method] and saved["method"] == method
+    assert set(saved["optimizers"]) == set(group_players(method_for(spec)))
