@@ -52,8 +52,15 @@ MIXTURES = tuple(name for name, info in DATASETS.items() if info.mixture)
 
 # Registries' names: zerosum.losses, zerosum.models, zerosum.train.build, evals.metrics.
 LOSS_NAMES = ("minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan", "rpgan", "wgan")
-# zerosum.methods: what a job trains (its players) and what each update computes.
-METHOD_NAMES = ("gan", "gmmn", "mmd-gan", "infogan")
+# zerosum.methods: what each method trains in its critic phase and in its generator phase
+# (players by name: g = G, d = D or a feature critic, q = InfoGAN's Q head).
+METHOD_PLAYERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "gan": {"critic": ("d",), "generator": ("g",)},
+    "gmmn": {"critic": (), "generator": ("g",)},
+    "mmd-gan": {"critic": ("d",), "generator": ("g",)},
+    "infogan": {"critic": ("d",), "generator": ("g", "q")},
+}
+METHOD_NAMES = tuple(METHOD_PLAYERS)
 # zerosum.augment: DiffAugment policies (Zhao et al. 2020).
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 ARCH_NAMES = ("mlp", "dcgan")

@@ -59,3 +59,9 @@ def test_the_dataset_table_says_what_loading_finds(name):
     assert dataset.num_classes == info.num_classes
     assert describe_dataset(spec) == (info.sample_shape, info.num_classes)
     assert catalog.kind_of_shape(dataset.sample_shape) == info.kind
+
+
+def test_augment_policies_are_diffaugments():
+    from zerosum.augment import AUGMENTATIONS
+
+    assert tuple(AUGMENTATIONS) == catalog.AUGMENT_POLICIES

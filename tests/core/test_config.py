@@ -103,3 +103,21 @@ def test_cli_dry_run_prints_resolved_config(tmp_path):
     out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), "--dry-run", "--set", "schedule.d_steps=2", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert yaml.safe_load(out.stdout)["schedule"]["d_steps"] == 2
+
+
+@pytest.mark.parametrize("overrides, fields", [
+    (["model.d.pack=3"], ["model.d.pack", "schedule.batch_size"]),
+    (["model.d.pack=2", "model.conditional=true"], ["model.d.pack", "model.conditional"]),
+    (["loss.name=wgan", "loss.r1_gamma=1"], ["loss.r1_gamma", "loss.name wgan"]),
+    (["loss.name=rpgan", "schedule.g_batch_size=16"], ["loss.name", "schedule.g_batch_size"]),
+    (["method=infogan"], ["model.codes", "method infogan"]),
+    (["model.codes.categorical=10"], ["model.codes", "method: gan"]),
+    (["method=gmmn"], ["model.d", "method gmmn"]),
+    (["method=mmd-gan", "loss.g_objective=feature-matching"], ["loss.g_objective", "method mmd-gan"]),
+    (["data.name=ring8", "augment.policy=color"], ["augment.policy", "data.name ring8"]),
+    (["augment.policy=color,blur"], ["augment.policy", "blur"]),
+])
+def test_combinations_that_cannot_work_name_both_fields(overrides, fields):
+    with pytest.raises(ConfigError) as caught:
+        load_job(JOBS / "digits-dcgan.yaml", overrides)
+    assert all(field in str(caught.value) for field in fields), str(caught.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from zerosum.catalog import METHOD_PLAYERS
 from zerosum.cli.common import add_spec_arguments
 
 
@@ -11,8 +12,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from zerosum.config import job_to_yaml, load_job
 
     spec = load_job(args.spec, args.overrides)
+    print(f"# {players_line(spec)}")
     print(job_to_yaml(spec), end="")
     return 0
+
+
+def players_line(spec) -> str:
+    """What the job trains, for people: the method's phases and players (no torch needed)."""
+    players = METHOD_PLAYERS[spec.method]
+    critic = f"{spec.schedule.d_steps} critic update(s) of {', '.join(players['critic'])}, then " \
+        if players["critic"] else "no critic; "
+    return f"method {spec.method}: each round {critic}{spec.schedule.g_steps} update(s) of {', '.join(players['generator'])}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

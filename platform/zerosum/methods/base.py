@@ -50,10 +50,10 @@ class Method:
     """The base of every method: its players and its phases."""
 
     name = "method"
-    # Players each phase trains; each group has one optimiser (optim.g for the generator
-    # group, optim.d for the critic group).
-    generator_group: tuple[str, ...] = ("g",)
-    critic_group: tuple[str, ...] = ("d",)
+    # Players each phase trains (from catalog.METHOD_PLAYERS); each group has one optimiser
+    # (optim.g for the generator group, optim.d for the critic group).
+    generator_group: tuple[str, ...] = ()
+    critic_group: tuple[str, ...] = ()
 
     def __init__(self, spec: JobSpec):
         self.spec = spec
@@ -74,11 +74,6 @@ class Method:
 
     def after_critic_update(self, players: Players, ctx: PhaseContext) -> None:
         """Runs after each critic optimiser step (WGAN's weight clipping)."""
-
-    def describe(self) -> str:
-        """One line for people: what trains in which phase."""
-        critic = f"critic phase trains {', '.join(self.critic_group)}; " if self.critic_group else "no critic; "
-        return f"method {self.name}: {critic}generator phase trains {', '.join(self.generator_group)}"
 
 
 def fakes_and_labels(players: Players, ctx: PhaseContext, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:

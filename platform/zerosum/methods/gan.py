@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from zerosum.augment import diff_augment
+from zerosum.catalog import METHOD_PLAYERS
 from zerosum.losses import RELATIVISTIC_LOSSES, clip_weights_, d_loss, feature_matching_loss, g_loss, gradient_penalty
 from zerosum.methods.base import Batch, Losses, Method, PhaseContext, Players, fakes_and_labels
 from zerosum.regularizers import r1_penalty, r2_penalty
@@ -45,6 +46,8 @@ def augment(x: torch.Tensor, ctx: PhaseContext) -> torch.Tensor:
 
 class GanMethod(Method):
     name = "gan"
+    critic_group = METHOD_PLAYERS[name]["critic"]
+    generator_group = METHOD_PLAYERS[name]["generator"]
 
     def build(self, sample_shape, num_classes) -> Players:
         return {"g": build_generator_for(self.spec, sample_shape, num_classes),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zerosum.catalog import METHOD_PLAYERS
 from zerosum.latent import mutual_information_loss
 from zerosum.methods.base import Batch, Losses, PhaseContext, Players
 from zerosum.methods.gan import GanMethod
@@ -39,7 +40,8 @@ class QHead(nn.Module):
 
 class InfoGanMethod(GanMethod):
     name = "infogan"
-    generator_group = ("g", "q")
+    critic_group = METHOD_PLAYERS[name]["critic"]
+    generator_group = METHOD_PLAYERS[name]["generator"]
 
     def build(self, sample_shape, num_classes) -> Players:
         d = build_discriminator_for(self.spec, sample_shape, num_classes)

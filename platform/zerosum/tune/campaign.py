@@ -242,7 +242,7 @@ def check_pbt(campaign: Campaign, scheduler: PbtSpec) -> None:
 # hyperparameters (re-applied after a restore), the loss, the D:G schedule and EMA's decay.
 PBT_MUTABLE = ("optim.*.lr", "optim.*.betas", "optim.*.weight_decay", "optim.*.momentum", "loss.*",
                "schedule.d_steps", "schedule.g_steps", "schedule.batch_size", "schedule.g_batch_size",
-               "model.ema_decay")
+               "model.ema_decay", "model.codes.weight", "augment.probability")
 
 
 def checkpoint_absorbs(path: list[str]) -> bool:

@@ -1,0 +1,54 @@
+"""Methods on 2 Ray Train workers end to end: a GAN with packing, R1 and DiffAugment, and an
+InfoGAN, each registered in MLflow and drawn from by `zerosum sample` (InfoGAN by code)."""
+
+import os
+
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from zerosum_testing import JOBS, run_cli
+
+pytestmark = pytest.mark.integration
+
+SMALL = ["--set", "schedule.batch_size=16", "--set", "schedule.max_rounds=4", "--set", "eval.every_rounds=2",
+         "--set", "checkpoint.every_rounds=2", "--set", "schedule.log_every_rounds=1",
+         "--set", "eval.grid_size=16", "--set", "eval.num_samples=64", "--set", "scaling.num_workers=2"]
+
+
+def finished_run(workdir, register_as: str):
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    version = client.get_model_version_by_alias(register_as, "candidate")
+    run = client.get_run(version.run_id)
+    assert run.info.status == "FINISHED"
+    return client, run
+
+
+def test_gan_with_packing_r1_and_diffaugment_on_two_workers(workdir):
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), *SMALL, "--set", "model.d.pack=2",
+                  "--set", "loss.r1_gamma=1.0", "--set", "loss.reg_every=2",
+                  "--set", "augment.policy=color,translation,cutout", "--set", "tracking.register_as=digits-packed",
+                  cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    client, run = finished_run(workdir, "digits-packed")
+    assert run.data.params["model.d.pack"] == "2" and run.data.params["augment.policy"] == "color,translation,cutout"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss/d")) == [1, 2, 3, 4]
+    out = run_cli("sample", "models:/digits-packed@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert Image.open(workdir / "grid.png").size == (138, 138)
+
+
+def test_infogan_on_two_workers_samples_by_code(workdir):
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), *SMALL, "--set", "method=infogan",
+                  "--set", "model.codes.categorical=10", "--set", "model.codes.continuous=2",
+                  "--set", "tracking.register_as=digits-infogan", cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    client, run = finished_run(workdir, "digits-infogan")
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "info/categorical"))
+    assert steps == [1, 2, 3, 4]
+    for flags, name in ((["--code", "3"], "three.png"), (["--sweep", "0"], "sweep.png")):
+        out = run_cli("sample", "models:/digits-infogan@candidate", "-n", "16", *flags, "-o", name, cwd=workdir)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert Image.open(workdir / name).size == (138, 138)
+    out = run_cli("sample", "models:/digits-infogan@candidate", "--code", "10", cwd=workdir)
+    assert out.returncode == 2 and "--code: must be in 0..9" in out.stderr
