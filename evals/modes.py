@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "matched_accuracy",
     "GRID25_STD",
     "RING8_STD",
     "class_histogram",
@@ -158,3 +159,24 @@ def kl_to_uniform(hist) -> float:
     hist = _check_hist(hist)
     nonzero = hist[hist > 0]
     return float(max((nonzero * np.log(nonzero * hist.shape[0])).sum(), 0.0))
+
+
+def matched_accuracy(categories, classes, num_categories: int, num_classes: int) -> float:
+    """Accuracy of unsupervised categories after the best one-to-one matching to classes.
+
+    categories, classes: int (N,), e.g. InfoGAN's code of each sample and the class a domain
+    classifier gives it. The contingency table counts[k, c] is matched by the Hungarian
+    algorithm (scipy's linear_sum_assignment, maximising matched counts), as clustering
+    accuracy is scored; returns matched counts / N in [0, 1].
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    cats = _to_numpy(categories, "categories").astype(np.int64).ravel()
+    labels = _to_numpy(classes, "classes").astype(np.int64).ravel()
+    if cats.shape != labels.shape or cats.size == 0:
+        raise ValueError(f"categories and classes must be equal-length, non-empty; got {cats.shape}, {labels.shape}")
+    counts = np.zeros((num_categories, num_classes), dtype=np.int64)
+    np.add.at(counts, (cats, labels), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / cats.size)
+

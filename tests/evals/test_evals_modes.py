@@ -112,3 +112,15 @@ def test_kl_to_uniform():
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_matched_accuracy_finds_the_best_one_to_one_matching():
+    from evals.modes import matched_accuracy
+
+    # Category k is digit (k + 3) mod 10, except 5 of 100 samples: 95% after matching.
+    categories = np.arange(100) % 10
+    classes = (categories + 3) % 10
+    classes[:5] = (classes[:5] + 1) % 10
+    assert matched_accuracy(categories, classes, 10, 10) == 0.95
+    # Two categories that both draw digit 0 can match it only once.
+    assert matched_accuracy([0, 0, 1, 1], [0, 0, 0, 0], 2, 10) == 0.5
