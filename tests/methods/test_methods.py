@@ -118,3 +118,25 @@ def test_a_round_of_the_loop_trains_every_player_and_checkpoints_them(method):
     saved = state.model_state()
     assert set(saved["players"]) == EXPECTED_PLAYERS[method] and saved["method"] == method
     assert set(saved["optimizers"]) == set(group_players(method_for(spec)))
+
+
+def test_every_trained_parameter_gets_a_gradient():
+    """DDP refuses a wrapped module with parameters its loss never reaches (MMD-GAN's critic
+    once kept D's unused logit head): each phase must touch all of its players' parameters."""
+    for method in METHOD_SETS:
+        spec = spec_for(method)
+        state = build_worker_state(spec, SHAPE, 10, OneProcess())
+        ctx = context(spec, state)
+        groups = group_players(state.method)
+        for side, loss in (("d", state.method.critic_loss), ("g", state.method.generator_loss)):
+            if side not in groups:
+                continue
+            view = dict(state.players)
+            reals = batch() if side == "d" or state.method.generator_needs_reals() else None
+            out = loss(view, reals, ctx)
+            out["loss"].backward()
+            idle = [f"{name}.{p_name}" for name in groups[side]
+                    for p_name, p in state.players[name].named_parameters() if p.grad is None]
+            assert idle == [], (method, side, idle)
+            for module in state.players.values():
+                module.zero_grad(set_to_none=True)

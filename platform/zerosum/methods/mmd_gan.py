@@ -25,6 +25,8 @@ class FeatureCritic(nn.Module):
 
     def __init__(self, discriminator: nn.Module):
         super().__init__()
+        # The logit head is never used: DDP must not hold parameters that get no gradient.
+        discriminator.head = nn.Identity()
         self.discriminator = discriminator
 
     def forward(self, x, y=None):
