@@ -3,8 +3,12 @@
 import pytest
 import torch
 
-from zerosum.models import build_discriminator, build_generator
-from zerosum.train.steps import StepConfig, d_step, g_step
+from zerosum.config import load_job
+from zerosum.methods import PhaseContext
+from zerosum.methods.gan import GanMethod
+from zerosum.train.build import build_models, noise_source_for
+from zerosum.train.steps import run_phase
+from zerosum_testing import JOBS
 
 pytestmark = pytest.mark.gpu
 
@@ -18,18 +22,21 @@ def cuda():
 
 def test_bf16_autocast_steps_train_on_cuda(cuda):
     torch.manual_seed(0)
-    g = build_generator("dcgan", sample_shape=(1, 28, 28), z_dim=64).to(cuda)
-    d = build_discriminator("dcgan", sample_shape=(1, 28, 28)).to(cuda)
+    spec = load_job(JOBS / "mnist-dcgan.yaml", ["model.g.z_dim=64", "loss.name=nonsaturating"], check_paths=False)
+    g, d = (m.to(cuda) for m in build_models(spec, (1, 28, 28), 10))
+    players = {"g": g, "d": d}
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    cfg = StepConfig("nonsaturating", autocast=lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-    reals = torch.rand(64, 1, 28, 28, device=cuda) * 2 - 1
-    first = d_step(g, d, opt_d, reals, None, torch.randn(64, 64, device=cuda), None, cfg)
+    ctx = PhaseContext(spec, noise_source_for(spec, 10), torch.Generator().manual_seed(1),
+                       torch.Generator().manual_seed(2), cuda, lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+    method = GanMethod(spec)
+    batch = {"x": torch.rand(64, 1, 28, 28, device=cuda) * 2 - 1, "y": None}
+    first = run_phase(method.critic_loss, players, ("d",), opt_d, batch, ctx, "loss/d")
     for _ in range(20):
-        d_metrics = d_step(g, d, opt_d, reals, None, torch.randn(64, 64, device=cuda), None, cfg)
-        g_metrics = g_step(g, d, opt_g, torch.randn(64, 64, device=cuda), None, cfg)
-    assert all(torch.isfinite(torch.tensor(v)) for v in {**d_metrics, **g_metrics}.values())
-    assert d_metrics["loss/d"] != first["loss/d"]
+        d_metrics = run_phase(method.critic_loss, players, ("d",), opt_d, batch, ctx, "loss/d")
+        g_metrics = run_phase(method.generator_loss, players, ("g",), opt_g, None, ctx, "loss/g")
+    assert all(torch.isfinite(v) for v in {**d_metrics, **g_metrics}.values())
+    assert float(d_metrics["loss/d"]) != float(first["loss/d"])
     assert all(p.dtype == torch.float32 for p in g.parameters()), "autocast must keep fp32 master weights"
 
 
