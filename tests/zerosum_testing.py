@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A line Ray streams from a worker process to the driver: "(RayTrainWorker pid=123) ..."
+# (often inside colour codes, so not anchored at the line start).
+RAY_WORKER_LINE = re.compile(r"\(\w+ pid=\d+(, ip=[\d.]+)?\)")
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 JOBS = REPO_ROOT / "jobs"
 

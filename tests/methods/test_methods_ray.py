@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from zerosum_testing import JOBS, run_cli
+from zerosum_testing import JOBS, RAY_WORKER_LINE, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +39,13 @@ def test_gan_with_packing_r1_and_diffaugment_on_two_workers(workdir):
 
 
 def test_infogan_on_two_workers_samples_by_code(workdir):
-    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), *SMALL, "--set", "method=infogan",
+    # Run with -v: Ray's worker lines then reach the console live (tests/train/test_train_ray.py
+    # checks that a default run shows none).
+    out = run_cli("-v", "run", str(JOBS / "digits-dcgan.yaml"), *SMALL, "--set", "method=infogan",
                   "--set", "model.codes.categorical=10", "--set", "model.codes.continuous=2",
                   "--set", "tracking.register_as=digits-infogan", cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert RAY_WORKER_LINE.search(out.stdout + out.stderr), "-v shows Ray's worker lines"
     client, run = finished_run(workdir, "digits-infogan")
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "info/categorical"))
     assert steps == [1, 2, 3, 4]

@@ -17,13 +17,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from zerosum_testing import JOBS, run_cli
+from zerosum_testing import JOBS, RAY_WORKER_LINE, run_cli
 
 pytestmark = pytest.mark.integration
 
-# A line Ray streams from a worker process to the driver: "(RayTrainWorker pid=123) ..."
-# (often inside colour codes, so not anchored at the line start).
-RAY_WORKER_LINE = re.compile(r"\(\w+ pid=\d+(, ip=[\d.]+)?\)")
 # A worker's own log file, appended to the run folder's ray.log when the run ends.
 RAY_WORKER_LOG = re.compile(r"^===== worker-\w+-\w+-\d+\.(out|err)$", re.MULTILINE)
 
@@ -107,9 +104,3 @@ def wait_for_checkpoint(workdir: Path, minimum_round: int, timeout: float) -> in
         time.sleep(0.2)
     raise AssertionError(f"no checkpoint at round >= {minimum_round} within {timeout} s")
 
-
-def test_verbose_shows_ray_worker_lines_live(workdir):
-    out = run_cli("-v", "run", str(JOBS / "digits-dcgan.yaml"), *TINY, "--set", "schedule.max_rounds=2",
-                  "--set", "eval.every_rounds=2", "--set", "tracking.register_as=null", cwd=workdir)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert RAY_WORKER_LINE.search(out.stdout + out.stderr)

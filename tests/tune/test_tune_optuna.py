@@ -34,8 +34,8 @@ def test_optuna_campaign_samples_records_and_registers_a_champion(workdir):
         "data": {"name": "ring8", "num_samples": 5000},
         "model": {"g": {"arch": "mlp", "z_dim": 8, "hidden": [64, 64], "output": "identity", "batch_norm": False},
                   "d": {"arch": "mlp", "hidden": [64, 64], "batch_norm": False}},
-        "schedule": {"batch_size": 128, "max_rounds": 200, "log_every_rounds": 50},
-        "eval": {"every_rounds": 100, "num_samples": 500, "metrics": ["modes"]},
+        "schedule": {"batch_size": 128, "max_rounds": 100, "log_every_rounds": 50},
+        "eval": {"every_rounds": 50, "num_samples": 500, "metrics": ["modes"]},
         "checkpoint": {"keep": 2},
     }))
     out = run_cli("tune", str(spec), cwd=workdir)
@@ -44,7 +44,7 @@ def test_optuna_campaign_samples_records_and_registers_a_champion(workdir):
 
     (folder,) = workdir.glob("runs/optuna-*")
     rows = list(csv.DictReader((folder / "trials.csv").open()))
-    assert len(rows) == TRIALS and all(r["status"] == "completed" and r["rounds"] == "200" for r in rows), rows
+    assert len(rows) == TRIALS and all(r["status"] == "completed" and r["rounds"] == "100" for r in rows), rows
     lrs = [float(r["optim.d.lr"]) for r in rows]
     assert len(set(lrs)) == TRIALS and all(LR_BOUNDS[0] <= lr <= LR_BOUNDS[1] for lr in lrs), lrs
     assert {int(r["schedule.d_steps"]) for r in rows} <= set(D_STEPS), rows
