@@ -8,7 +8,7 @@ real loop trains every player the method has, and its checkpoint holds them by n
 import pytest
 import torch
 
-from zerosum.config import load_job
+from zerosum.config import apply_overrides, read_yaml, validate_job
 from zerosum.methods import METHODS, PhaseContext, method_for
 from zerosum.train.loop import train_one_round
 from zerosum.train.state import build_worker_state, group_players
@@ -38,25 +38,16 @@ class OneProcess:
         return None
 
 
-@pytest.fixture(autouse=True)
-def gmmn_probe_spec(tmp_path):
-    """digits-dcgan.yaml has D and loss sections, which method gmmn refuses: a copy without them."""
-    import yaml
-
-    raw = yaml.safe_load((JOBS / "digits-dcgan.yaml").read_text())
-    raw["model"].pop("d")
-    raw.pop("loss", None)
-    (tmp_path / "gmmn-probe.yaml").write_text(yaml.safe_dump(raw))
-    global JOBS_GMMN
-    JOBS_GMMN = tmp_path
-
-
 def spec_for(method: str):
+    """digits-dcgan.yaml made small, as the method; gmmn's copy drops the D and loss sections,
+    which that method refuses."""
+    raw = read_yaml(JOBS / "digits-dcgan.yaml")
     overrides = BASE + METHOD_SETS[method]
     if method == "gmmn":
+        raw["model"].pop("d")
+        raw.pop("loss", None)
         overrides = [o for o in overrides if not o.startswith("model.d.")]
-        return load_job(JOBS_GMMN / "gmmn-probe.yaml", overrides)
-    return load_job(JOBS / "digits-dcgan.yaml", overrides)
+    return validate_job(apply_overrides(raw, overrides), source=f"digits-dcgan as {method}")
 
 
 def snapshot(players):
