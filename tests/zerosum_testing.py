@@ -20,6 +20,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RAY_WORKER_LINE = re.compile(r"\(\w+ pid=\d+(, ip=[\d.]+)?\)")
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 JOBS = REPO_ROOT / "jobs"
+# A ring8 job small enough for seconds per campaign trial, big enough that lrs tell trials
+# apart by round 50 (campaign tests merge it into their campaign files).
+SMALL_RING8_JOB = {
+    "data": {"name": "ring8", "num_samples": 5000},
+    "model": {"g": {"arch": "mlp", "z_dim": 8, "hidden": [64, 64], "output": "identity", "batch_norm": False},
+              "d": {"arch": "mlp", "hidden": [64, 64], "batch_norm": False}},
+    "schedule": {"batch_size": 128, "max_rounds": 200, "log_every_rounds": 50},
+    "eval": {"every_rounds": 50, "num_samples": 500, "metrics": ["modes"]},
+    "checkpoint": {"keep": 2},
+}
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

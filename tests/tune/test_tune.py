@@ -15,20 +15,11 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from zerosum_testing import run_cli
+from zerosum_testing import SMALL_RING8_JOB, run_cli
 
 pytestmark = pytest.mark.integration
 
-# Small enough for seconds per trial, big enough that lrs tell trials apart by round 50.
-BASE = {
-    "name": "ring8-tune-test",
-    "data": {"name": "ring8", "num_samples": 5000},
-    "model": {"g": {"arch": "mlp", "z_dim": 8, "hidden": [64, 64], "output": "identity", "batch_norm": False},
-              "d": {"arch": "mlp", "hidden": [64, 64], "batch_norm": False}},
-    "schedule": {"batch_size": 128, "max_rounds": 200, "log_every_rounds": 50},
-    "eval": {"every_rounds": 50, "num_samples": 500, "metrics": ["modes"]},
-    "checkpoint": {"keep": 2},
-}
+BASE = {"name": "ring8-tune-test", **SMALL_RING8_JOB}
 OBJECTIVE = {"weights": {"eval/modes": 1.0, "eval/hq_fraction": 1.0}, "mode": "max"}
 
 

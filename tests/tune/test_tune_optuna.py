@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from zerosum_testing import JOBS, run_cli
+from zerosum_testing import JOBS, SMALL_RING8_JOB, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +31,8 @@ def test_optuna_campaign_samples_records_and_registers_a_champion(workdir):
             "num_samples": TRIALS, "max_concurrent_trials": 2,
             "tracking": {"register_as": "ring8-optuna"}},
         # The base job, smaller: seconds per trial.
-        "data": {"name": "ring8", "num_samples": 5000},
-        "model": {"g": {"arch": "mlp", "z_dim": 8, "hidden": [64, 64], "output": "identity", "batch_norm": False},
-                  "d": {"arch": "mlp", "hidden": [64, 64], "batch_norm": False}},
-        "schedule": {"batch_size": 128, "max_rounds": 100, "log_every_rounds": 50},
-        "eval": {"every_rounds": 50, "num_samples": 500, "metrics": ["modes"]},
-        "checkpoint": {"keep": 2},
+        **SMALL_RING8_JOB,
+        "schedule": {**SMALL_RING8_JOB["schedule"], "max_rounds": 100},
     }))
     out = run_cli("tune", str(spec), cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
