@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evals.images import images_to_uint8
-from evals.io import atomic_write
+from evals.io import atomic_torch_save
 
 __all__ = [
     "DomainClassifier",
@@ -221,7 +221,7 @@ def save_classifier(model: DomainClassifier, path, meta: dict | None = None) -> 
         raise ValueError(f"meta values must be int, float, str or bool with str keys; got {bad}")
     payload = {"format": "evals.DomainClassifier/1", "config": dict(model.config), "meta": meta,
                "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}}
-    return atomic_write(path, lambda handle: torch.save(payload, handle))
+    return atomic_torch_save(payload, path)
 
 
 def load_classifier(path, device="cpu") -> tuple[DomainClassifier, dict]:

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from evals.io import atomic_write
+from evals.io import atomic_torch_save
 
 __all__ = [
     "FID_HELPER_SHA256",
@@ -72,8 +72,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    atomic_write(path, lambda handle: torch.save(obj, handle))
+
 
 
 def _torch_fidelity_layout() -> nn.Module:
@@ -160,7 +159,7 @@ def convert_fid_helper_weights(torchscript_path, out_path) -> Path:
         state[target + "bn.num_batches_tracked"] = torch.tensor(0)
     # pool3 features never use fc; zeros keep strict loading (Inception Score is then meaningless).
     state["fc.weight"], state["fc.bias"] = torch.zeros(1008, 2048), torch.zeros(1008)
-    _atomic_torch_save(state, out_path)
+    atomic_torch_save(state, out_path)
     return out_path
 
 

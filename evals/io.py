@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
 def atomic_write(path, write: Callable[[BinaryIO], object]) -> Path:
@@ -41,3 +41,10 @@ def atomic_write_bytes(data: bytes, path) -> Path:
 def atomic_write_text(text: str, path) -> Path:
     """UTF-8 text, written atomically."""
     return atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """torch.save (tensors and plain values), atomically."""
+    import torch
+
+    return atomic_write(path, lambda handle: torch.save(obj, handle))

@@ -18,7 +18,7 @@ torch.Generator, so a rank-seeded generator makes a run reproducible. The draws 
 on the generator's device and moved to the images' device. Images: float (N, C, H, W),
 in [-1, 1] as the reference assumes (the colour offsets are in those units).
 
-Imports torch only (see ARCHITECTURE.md, "Boundaries").
+Imports torch only (see docs/architecture.md, "Boundaries").
 """
 
 from __future__ import annotations

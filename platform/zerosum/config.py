@@ -296,6 +296,9 @@ def combination_problem(spec: JobSpec) -> str | None:
         (sched.batch_size % pack != 0 or sched.fake_batch_size % pack != 0,
          f"model.d.pack: {pack} must divide schedule.batch_size ({sched.batch_size}) and the fake batch "
          f"(schedule.g_batch_size, {sched.fake_batch_size})"),
+        (pack > 1 and method == "infogan",
+         "model.d.pack: InfoGAN's Q predicts each sample's codes from D's features; packed features "
+         "mix samples, so method infogan needs model.d.pack: 1"),
         (pack > 1 and model.conditional,
          "model.d.pack: packing concatenates samples of different classes; it cannot go with model.conditional"),
         (loss.name == "wgan" and (loss.r1_gamma > 0 or loss.r2_gamma > 0),

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from evals.io import atomic_write, atomic_write_text
+from evals.io import atomic_torch_save, atomic_write, atomic_write_text
 
 __all__ = ["atomic_torch_save", "atomic_write_npz", "atomic_write_text", "cache_dir"]
 
@@ -25,13 +24,6 @@ def cache_dir() -> Path:
     """$ZEROSUM_CACHE, else ~/.cache/zerosum."""
     configured = os.environ.get(CACHE_ENV)
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "zerosum"
-
-
-def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """torch.save, atomically: a crash leaves the old file or the new one."""
-    import torch
-
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def atomic_write_npz(path: Path, **arrays: np.ndarray) -> Path:

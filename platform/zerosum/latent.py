@@ -10,7 +10,7 @@ over its code's dimensions and averaged over the batch. Both G and Q (with D's t
 minimise the loss, weighted by lambda (the paper: 1 for discrete codes, smaller for
 continuous ones).
 
-Imports torch only (see ARCHITECTURE.md, "Boundaries").
+Imports torch only (see docs/architecture.md, "Boundaries").
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ The feature losses (feature_matching_loss, mmd2_loss, mmd_gan_critic_loss) upcas
 least float32: float64 features give a float64 loss, so tests can check them to 1e-10.
 
 Imports torch and evals.mmd (pure torch math: the MMD losses share its kernel) only
-(see ARCHITECTURE.md, "Boundaries").
+(see docs/architecture.md, "Boundaries").
 """
 
 from __future__ import annotations

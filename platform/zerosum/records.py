@@ -43,6 +43,10 @@ class FolderRecord:
         return cls(**json.loads((folder / RECORD_FILE).read_text()))
 
 
+def is_record_of(record: FolderRecord, kind: str, name: str) -> bool:
+    return record.kind == kind and record.name == name
+
+
 def new_folder(root: Path, name: str) -> Path:
     """`<root>/<name>-<YYYYmmdd-HHMMSS>`, created; never an existing one."""
     folder = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -53,8 +57,8 @@ def new_folder(root: Path, name: str) -> Path:
 def latest_folder(root: Path, name: str, kind: str, field: str) -> Path:
     """The newest folder under `root` whose record is of this kind and name, for --resume.
     `field` names the spec field behind `root`, for the message when there is none."""
-    candidates = [p for p in root.glob(f"{name}-*") if (p / RECORD_FILE).is_file()
-                  and FolderRecord.load(p).kind == kind and FolderRecord.load(p).name == name]
+    candidates = [p for p in root.glob(f"{name}-*")
+                  if (p / RECORD_FILE).is_file() and is_record_of(FolderRecord.load(p), kind, name)]
     if not candidates:
         raise ZerosumError(f"--resume: no earlier {kind} of '{name}' under {root} ({field})")
     return max(candidates, key=lambda p: (p / RECORD_FILE).stat().st_mtime)

@@ -4,7 +4,7 @@ R1 (Mescheder et al. 2018) penalises D's gradient on reals, R2 the same on fakes
 (Huang et al. 2024) uses both with the rpgan loss. Spectral normalisation lives with the
 models: zerosum.models.layers.apply_spectral_norm (the `spectral_norm` flag of D).
 
-Imports torch only (see ARCHITECTURE.md, "Boundaries").
+Imports torch only (see docs/architecture.md, "Boundaries").
 """
 
 from __future__ import annotations

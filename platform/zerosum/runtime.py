@@ -29,20 +29,27 @@ def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard:
 
     if ray.is_initialized():
         return
-    if not verbose and log_dir is not None:
-        route_ray_loggers(Path(log_dir) / RAY_LOG)
+    handler = None if verbose or log_dir is None else ray_log_handler(Path(log_dir) / RAY_LOG)
+    if handler is not None:
+        # Before init: Ray's token-auth notice is logged while it starts.
+        route_ray_loggers(handler)
     ray.init(include_dashboard=with_dashboard, configure_logging=True,
              logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
-    if not verbose and log_dir is not None:
+    if handler is not None:
         # ray.init installs its own console handlers; put ours back in their place.
-        route_ray_loggers(Path(log_dir) / RAY_LOG)
+        route_ray_loggers(handler)
 
 
-def route_ray_loggers(path: Path) -> None:
-    """Send Ray's Python loggers (driver and Train/Tune controllers in this process) to `path`."""
+def ray_log_handler(path: Path) -> logging.Handler:
+    """A file handler for `path` (its folder made), in Ray's own line format."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    return handler
+
+
+def route_ray_loggers(handler: logging.Handler) -> None:
+    """Send Ray's Python loggers (driver and Train/Tune controllers in this process) to `handler` only."""
     for name in RAY_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers = [handler]

@@ -18,6 +18,7 @@ from zerosum.catalog import is_image_data, kind_of_shape
 from zerosum.config import JobSpec
 from zerosum.data import describe_dataset, load_dataset, to_unit_images
 from zerosum.errors import ZerosumError
+from zerosum.latent import LatentCodes
 from zerosum.pictures import image_grid, samples_to_image, save_png, scatter_image, side_by_side
 from zerosum.train.build import NoiseSource, build_generator_for, noise_source_for
 
@@ -92,28 +93,32 @@ def log_checkpoint_generator(spec: JobSpec, state: dict[str, Any], run, register
 
 def draw_noise(metadata: dict, n: int, seed: int, code: int | None = None,
                sweep: int | None = None) -> torch.Tensor:
-    """G's input float32 (n, z_dim + codes): z from the distribution G was trained on, then
-    InfoGAN's codes (if any): category `code` (else uniform) and continuous codes uniform in
-    [-1, 1], or continuous code `sweep` stepped evenly from -1 to 1 across the n samples."""
-    noise = NoiseSource(int(metadata["z_dim"]), metadata.get("z_distribution", "normal"))
-    generator = torch.Generator().manual_seed(seed)
-    z = noise.fresh(n, generator)
+    """G's input float32 (n, z_dim + codes), drawn as in training (NoiseSource): z, then
+    InfoGAN's codes if any; `code` fixes the category, `sweep` steps continuous code `sweep`
+    evenly from -1 to 1 across the n samples."""
     codes = metadata.get("codes") or {}
     categorical, continuous = int(codes.get("categorical", 0)), int(codes.get("continuous", 0))
-    if code is not None and not 0 <= code < categorical:
-        raise ZerosumError(f"--code: must be in 0..{categorical - 1} for this generator, got {code}"
-                           if categorical else "--code: this generator has no categorical code (not an InfoGAN)")
-    if sweep is not None and not 0 <= sweep < continuous:
-        raise ZerosumError(f"--sweep: must be in 0..{continuous - 1} for this generator, got {sweep}"
-                           if continuous else "--sweep: this generator has no continuous code (not an InfoGAN)")
-    if not categorical + continuous:
-        return z
-    index = torch.full((n,), code) if code is not None else torch.randint(max(categorical, 1), (n,), generator=generator)
-    onehot = torch.nn.functional.one_hot(index, categorical).float() if categorical else torch.zeros(n, 0)
-    values = torch.rand(n, continuous, generator=generator) * 2 - 1
+    check_code_choice("--code", code, categorical, "categorical")
+    check_code_choice("--sweep", sweep, continuous, "continuous")
+    latent = LatentCodes(categorical, continuous) if categorical + continuous else None
+    noise = NoiseSource(int(metadata["z_dim"]), metadata.get("z_distribution", "normal"), codes=latent)
+    z = noise.sample(n, torch.Generator().manual_seed(seed), torch.device("cpu"))
+    first_code = noise.z_dim
+    if code is not None:
+        z[:, first_code:first_code + categorical] = torch.nn.functional.one_hot(torch.tensor(code), categorical)
     if sweep is not None:
-        values[:, sweep] = torch.linspace(-1, 1, n)
-    return torch.cat([z, onehot, values], dim=1)
+        z[:, first_code + categorical + sweep] = torch.linspace(-1, 1, n)
+    return z
+
+
+def check_code_choice(flag: str, value: int | None, count: int, kind: str) -> None:
+    """A --code / --sweep index must name one of the generator's codes of that kind."""
+    if value is None:
+        return
+    if not count:
+        raise ZerosumError(f"{flag}: this generator has no {kind} code (not an InfoGAN)")
+    if not 0 <= value < count:
+        raise ZerosumError(f"{flag}: must be in 0..{count - 1} for this generator, got {value}")
 
 
 def class_labels(metadata: dict, n: int, label: int | None, seed: int) -> torch.Tensor | None:

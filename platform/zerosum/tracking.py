@@ -58,8 +58,9 @@ def experiment_id_for(client: MlflowClient, name: str) -> str:
 
 @dataclass(frozen=True)
 class TrackedRun:
-    """One MLflow run: the store it lives in and its id. Picklable (plain strings), so
-    it travels to Ray workers and Tune trials as it is."""
+    """One MLflow run: the store it lives in and its id. Picklable, so Tune trial contexts
+    carry it; Ray Train workers get the two strings instead (unpickling a TrackedRun imports
+    this module, and so mlflow, on every rank)."""
 
     tracking_uri: str
     run_id: str
@@ -91,9 +92,6 @@ class TrackedRun:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
-
-    def status(self) -> str:
-        return self.client.get_run(self.run_id).info.status
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

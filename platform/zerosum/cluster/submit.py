@@ -1,4 +1,4 @@
-"""`zerosum submit` and `zerosum jobs ...`: run job specs and campaigns on a Ray cluster.
+"""A submission to a Ray cluster (what `zerosum submit` sends; the CLI is cli/submit.py).
 
 A submission is validated here first (nothing is sent for a bad spec), then sent
 with Ray's Jobs API as:

@@ -62,19 +62,17 @@ def sampling_model(state) -> nn.Module:
 
 @torch.no_grad()
 def generate(model: nn.Module, noise, n: int, rng: torch.Generator, device: torch.device,
-             batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """n samples (CPU float32) from G in eval mode, with their labels for conditional G."""
+             batch_size: int = 500) -> torch.Tensor:
+    """n samples (CPU float32) from G in eval mode (conditional G: uniform labels)."""
     was_training = model.training
     model.eval()
-    outputs, labels = [], []
+    outputs = []
     for start in range(0, n, batch_size):
         size = min(batch_size, n - start)
         y = noise.labels(size, rng, device)
         outputs.append(model(noise.sample(size, rng, device), y).float().cpu())
-        if y is not None:
-            labels.append(y.cpu())
     model.train(was_training)
-    return torch.cat(outputs), (torch.cat(labels) if labels else None)
+    return torch.cat(outputs)
 
 
 class Evaluator:
@@ -92,7 +90,8 @@ class Evaluator:
         if set(spec.eval.metrics) & EXTRACTOR_METRICS:
             check_eval_spec(spec)
             self.extractor = build_extractor(spec, dataset.sample_shape, device)
-            self.reference = real_reference(spec, self.extractor)
+            # Only rank 0 scores: the other ranks need the extractor, not the real side.
+            self.reference = real_reference(spec, self.extractor) if rank == 0 else None
 
     def due(self, round_index: int) -> bool:
         every = self.spec.eval.every_rounds
@@ -135,7 +134,7 @@ class Evaluator:
         """This rank's share of fakes and features, gathered and merged across ranks."""
         share = -(-self.spec.eval.num_samples // self.world_size)
         rng = torch.Generator().manual_seed(self.spec.schedule.seed * 100_003 + round_index * 101 + self.rank)
-        fakes, _ = generate(sampling_model(state), state.noise, share, rng, self.device)
+        fakes = generate(sampling_model(state), state.noise, share, rng, self.device)
         features = probs = stats = None
         if self.extractor is not None:
             features, probs = extract(self.extractor, fakes, self.spec.data.scale, self.is_image)
@@ -154,7 +153,7 @@ class Evaluator:
 
     def log_grid(self, state, round_index: int) -> None:
         grid_rng = torch.Generator().manual_seed(self.spec.schedule.seed)
-        samples, _ = generate(sampling_model(state), state.noise, self.spec.eval.grid_size, grid_rng, self.device)
+        samples = generate(sampling_model(state), state.noise, self.spec.eval.grid_size, grid_rng, self.device)
         reference = None if self.is_image else self.dataset.samples[:1000]
         self.logger.log_samples(samples_to_image(samples, self.spec.data.scale, reference), round_index)
 

@@ -16,7 +16,7 @@ from evals.stats import FeatureStats
 from zerosum.catalog import EVAL_NUM_SAMPLES, KID_SUBSET_SIZE, KID_SUBSETS, MMD_PERMUTATIONS, is_image_data
 from zerosum.config import JobSpec, load_job, validate_job
 from zerosum.data import load_dataset
-from zerosum.errors import DataError, ZerosumError
+from zerosum.errors import DataError
 from zerosum.evaluation.evaluator import score
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.evaluation.plan import build_extractor
@@ -80,10 +80,7 @@ def load_fakes(request: EvalRequest, spec: JobSpec) -> tuple[torch.Tensor, str]:
         return load_dataset(data).samples[: request.num_samples], "unit"
     from zerosum.serving import class_labels, draw_noise, load_generator
 
-    try:
-        model, metadata = load_generator(request.fake)
-    except Exception as err:  # mlflow raises several types for a bad URI
-        raise ZerosumError(f"--fake {request.fake}: cannot load model ({err})") from None
+    model, metadata = load_generator(request.fake)  # a bad URI is one ZerosumError naming it
     z = draw_noise(metadata, request.num_samples, request.seed)
     y = class_labels(metadata, request.num_samples, None, request.seed)
     with torch.no_grad():

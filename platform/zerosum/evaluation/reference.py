@@ -47,14 +47,18 @@ def reference_cache_path(spec: JobSpec, extractor, split: str, count: int) -> Pa
     """`<cache>/real-features/<dataset>-<split>-<extractor>-<tag>-n<count>.npz`; the tag hashes
     the weights, the data root and data.limit, so that a change of any of them misses."""
     weights = getattr(extractor, "weights_path", None) or spec.eval.featurizer_path or ""
-    tag = hashlib.sha1(f"{weights}:{spec.data.root}:{spec.data.limit}".encode()).hexdigest()[:10]
+    data = spec.data
+    tag = hashlib.sha1(f"{weights}:{data.root}:{data.limit}:{data.num_samples}".encode()).hexdigest()[:10]
     name = getattr(extractor, "name", "features")
     return cache_dir() / "real-features" / f"{spec.data.name}-{split}-{name}-{tag}-random{REFERENCE_SEED}-n{count}.npz"
 
 
 def real_reference(spec: JobSpec, extractor) -> RealReference:
     """Features of `eval.num_samples` held-out reals, from the disk cache when present."""
-    test = load_dataset(spec.data, "test", seed=spec.schedule.seed)
+    # Seeded apart from the run: every seed of a job is judged against the same reals
+    # (for the mixtures the test split is a draw, and the cache would otherwise hold
+    # whichever seed's draw came first).
+    test = load_dataset(spec.data, "test", seed=REFERENCE_SEED)
     count = min(spec.eval.num_samples, len(test))
     path = reference_cache_path(spec, extractor, "test", count)
     # A seeded random subset, not the first `count`: MNIST's test set is ordered by writer

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zerosum.catalog import METHOD_PLAYERS
 from zerosum.config import JobSpec
 from zerosum.train.build import NoiseSource
 
@@ -50,13 +51,12 @@ class Method:
     """The base of every method: its players and its phases."""
 
     name = "method"
-    # Players each phase trains (from catalog.METHOD_PLAYERS); each group has one optimiser
-    # (optim.g for the generator group, optim.d for the critic group).
-    generator_group: tuple[str, ...] = ()
-    critic_group: tuple[str, ...] = ()
-
     def __init__(self, spec: JobSpec):
         self.spec = spec
+        # Players each phase trains, from catalog.METHOD_PLAYERS; each group has one optimiser
+        # (optim.g for the generator group, optim.d for the critic group).
+        self.critic_group = METHOD_PLAYERS[self.name]["critic"]
+        self.generator_group = METHOD_PLAYERS[self.name]["generator"]
 
     def build(self, sample_shape: tuple[int, ...], num_classes: int) -> Players:
         """Fresh players, by name. sample_shape: one sample's (C, H, W) or (D,)."""

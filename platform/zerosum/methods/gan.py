@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 
 from zerosum.augment import diff_augment
-from zerosum.catalog import METHOD_PLAYERS
 from zerosum.losses import RELATIVISTIC_LOSSES, clip_weights_, d_loss, feature_matching_loss, g_loss, gradient_penalty
 from zerosum.methods.base import Batch, Losses, Method, PhaseContext, Players, fakes_and_labels
 from zerosum.regularizers import r1_penalty, r2_penalty
@@ -46,8 +45,6 @@ def augment(x: torch.Tensor, ctx: PhaseContext) -> torch.Tensor:
 
 class GanMethod(Method):
     name = "gan"
-    critic_group = METHOD_PLAYERS[name]["critic"]
-    generator_group = METHOD_PLAYERS[name]["generator"]
 
     def build(self, sample_shape, num_classes) -> Players:
         return {"g": build_generator_for(self.spec, sample_shape, num_classes),
@@ -98,16 +95,19 @@ class GanMethod(Method):
         fakes, labels = fakes_and_labels(players, ctx, self.spec.schedule.fake_batch_size)
         return self.adversarial(players["d"], fakes, labels, batch, ctx)
 
-    def adversarial(self, d, fakes: torch.Tensor, labels, batch: Batch | None, ctx: PhaseContext) -> Losses:
-        """G's loss against the frozen D `d`, for fakes (and their labels)."""
+    def adversarial(self, d, fakes: torch.Tensor, labels, batch: Batch | None, ctx: PhaseContext,
+                    fake_features: torch.Tensor | None = None) -> Losses:
+        """G's loss against the frozen D `d`, for fakes (and their labels). fake_features: D's
+        features of the judged fakes when the caller has them already (InfoGAN's Q reads them)."""
         spec_loss = self.spec.loss
-        fake_in = self.judged(fakes, ctx)
+        if fake_features is None:
+            fake_features = d.features(self.judged(fakes, ctx))
         real_labels = batch["y"] if batch is not None and labels is not None else None
         if spec_loss.g_objective == "feature-matching":
             real_features = d.features(self.judged(batch["x"], ctx))
-            loss = feature_matching_loss(real_features, d.features(fake_in))
+            loss = feature_matching_loss(real_features, fake_features)
             return {"loss": loss, "g/feature_gap": loss.detach()}
-        fake_logits = d(fake_in, labels).float()
+        fake_logits = d.head(fake_features, labels).float()
         real_logits = None
         if spec_loss.name in RELATIVISTIC_LOSSES:
             real_logits = d(self.judged(batch["x"], ctx), real_labels).float()

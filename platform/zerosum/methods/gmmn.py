@@ -7,7 +7,6 @@ samples and a batch of reals, on the flattened samples.
 
 from __future__ import annotations
 
-from zerosum.catalog import METHOD_PLAYERS
 from zerosum.losses import mmd2_loss
 from zerosum.methods.base import Batch, Losses, Method, PhaseContext, Players, fakes_and_labels
 from zerosum.train.build import build_generator_for
@@ -15,8 +14,6 @@ from zerosum.train.build import build_generator_for
 
 class GmmnMethod(Method):
     name = "gmmn"
-    critic_group = METHOD_PLAYERS[name]["critic"]
-    generator_group = METHOD_PLAYERS[name]["generator"]
 
     def build(self, sample_shape, num_classes) -> Players:
         return {"g": build_generator_for(self.spec, sample_shape, num_classes)}

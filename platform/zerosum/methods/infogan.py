@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zerosum.catalog import METHOD_PLAYERS
 from zerosum.latent import mutual_information_loss
 from zerosum.methods.base import Batch, Losses, PhaseContext, Players
 from zerosum.methods.gan import GanMethod
@@ -40,8 +39,6 @@ class QHead(nn.Module):
 
 class InfoGanMethod(GanMethod):
     name = "infogan"
-    critic_group = METHOD_PLAYERS[name]["critic"]
-    generator_group = METHOD_PLAYERS[name]["generator"]
 
     def build(self, sample_shape, num_classes) -> Players:
         d = build_discriminator_for(self.spec, sample_shape, num_classes)
@@ -54,8 +51,10 @@ class InfoGanMethod(GanMethod):
         z, codes = ctx.noise.sample_with_codes(n, ctx.noise_rng, ctx.device)
         fakes = players["g"](z, None)
         d = players["d"]
-        out = self.adversarial(d, fakes, None, batch, ctx)
-        logits, mean, log_std = players["q"](d.features(self.judged(fakes, ctx)).float())
+        # One pass of D's trunk (one augmentation draw) serves the adversarial term and Q.
+        features = d.features(self.judged(fakes, ctx))
+        out = self.adversarial(d, fakes, None, batch, ctx, fake_features=features)
+        logits, mean, log_std = players["q"](features.float())
         info = mutual_information_loss(logits, mean, log_std, codes.index if codes.onehot.shape[1] else None,
                                        codes.continuous)
         out["loss"] = out["loss"] + self.spec.model.codes.weight * info.total

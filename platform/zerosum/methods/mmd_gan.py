@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from zerosum.catalog import METHOD_PLAYERS
 from zerosum.losses import mmd2_loss, mmd_gan_critic_loss
 from zerosum.methods.base import Batch, Losses, Method, PhaseContext, Players, fakes_and_labels
 from zerosum.train.build import build_discriminator_for, build_generator_for
@@ -35,8 +34,6 @@ class FeatureCritic(nn.Module):
 
 class MmdGanMethod(Method):
     name = "mmd-gan"
-    critic_group = METHOD_PLAYERS[name]["critic"]
-    generator_group = METHOD_PLAYERS[name]["generator"]
 
     def build(self, sample_shape, num_classes) -> Players:
         return {"g": build_generator_for(self.spec, sample_shape, num_classes),

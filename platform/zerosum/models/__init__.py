@@ -7,7 +7,7 @@
 
 Unconditional models (num_classes=0) ignore y, so a training loop may always pass labels.
 Every call builds fresh modules: G and D share nothing, so each gets its own DDP wrapper.
-Imports torch only (see ARCHITECTURE.md, "Boundaries").
+Imports torch only (see docs/architecture.md, "Boundaries").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Building blocks shared by the MLP and DCGAN models: activations, init, checks.
 
-Imports torch only (see ARCHITECTURE.md, "Boundaries").
+Imports torch only (see docs/architecture.md, "Boundaries").
 """
 
 from __future__ import annotations

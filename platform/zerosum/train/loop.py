@@ -117,8 +117,10 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
                 update_ema(state.ema, state.generator, decay)
         state.rounds_done = round_index
         if round_index % sched.log_every_rounds == 0 or round_index == sched.total_rounds:
+            # The meter first: it waits for the GPU's queued rounds and counts that time.
+            throughput = meter.read_and_reset()
             # The one host read of the interval's training metrics.
-            metrics = window.read() | meter.read_and_reset()
+            metrics = window.read() | throughput
             if logger is not None:
                 logger.log_metrics(metrics, round_index)
         if evaluator.due(round_index):
@@ -145,13 +147,18 @@ class ThroughputMeter:
 
     @contextlib.contextmanager
     def timing(self) -> Iterator[None]:
-        """Time one round."""
+        """Time one round on the host; read_and_reset adds the device's queued work."""
         start = time.perf_counter()
         yield
         self.seconds += time.perf_counter() - start
         self.rounds += 1
 
     def read_and_reset(self) -> dict[str, float]:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            # Queued GPU work belongs to the window's rounds: wait for it, and count it.
+            start = time.perf_counter()
+            torch.cuda.synchronize()
+            self.seconds += time.perf_counter() - start
         seconds = max(self.seconds, 1e-9)
         reading = {"perf/real_samples_per_s": self.rounds * self.reals_per_round / seconds,
                    "perf/rounds_per_s": self.rounds / seconds}
@@ -159,11 +166,15 @@ class ThroughputMeter:
         return reading
 
 
+def critic_updates_per_round(state: WorkerState, sched) -> int:
+    """d_steps, or none for a method without a critic."""
+    return sched.d_steps if state.method.critic_group else 0
+
+
 def batches_per_round(state: WorkerState, sched) -> int:
     """Real batches one round draws: one per critic update, one per generator update
     when the method's generator reads reals."""
-    critic = sched.d_steps if state.method.critic_group else 0
-    return critic + (sched.g_steps if state.method.generator_needs_reals() else 0)
+    return critic_updates_per_round(state, sched) + (sched.g_steps if state.method.generator_needs_reals() else 0)
 
 
 def next_batch(batches, device: torch.device) -> dict[str, torch.Tensor]:
@@ -188,5 +199,4 @@ def train_one_round(state: WorkerState, batches, sched, ctx: PhaseContext) -> di
         return run_phase(method.generator_loss, state.players, method.generator_group, state.optimizers["g"],
                          batch, ctx, "loss/g")
 
-    critic_updates = sched.d_steps if method.critic_group else 0
-    return run_round(critic_updates, sched.g_steps, critic_update, generator_update)
+    return run_round(critic_updates_per_round(state, sched), sched.g_steps, critic_update, generator_update)

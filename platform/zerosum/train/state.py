@@ -20,10 +20,6 @@ from zerosum.train.steps import make_ema, unwrap
 log = logging.getLogger(__name__)
 
 
-# Optimiser groups: the generator side uses optim.g, the critic side optim.d.
-GROUPS = ("g", "d")
-
-
 @dataclass
 class WorkerState:
     """Everything one worker trains and checkpoints, for any method.
@@ -89,7 +85,7 @@ def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, session: S
     if ema is not None:
         ema.to(session.device)
     optimizers = {side: build_optimizer([p for name in names for p in players[name].parameters()],
-                                        spec.optim.g if side == "g" else spec.optim.d)
+                                        getattr(spec.optim, side))
                   for side, names in group_players(method).items()}
     rank = session.rank
     return WorkerState(
@@ -120,4 +116,4 @@ def restore_worker_state(state: WorkerState, spec: JobSpec, session: Session) ->
             ckpt.restore_rng(rng, state.noise_rng, state.augment_rng)
         log.info("rank %d resumed at round %d", rank, state.rounds_done)
     for side, optimizer in state.optimizers.items():
-        apply_optimizer_spec(optimizer, spec.optim.g if side == "g" else spec.optim.d)
+        apply_optimizer_spec(optimizer, getattr(spec.optim, side))

@@ -26,7 +26,6 @@ from contextlib import AbstractContextManager as ContextManager
 import torch
 from torch import nn
 
-AutocastFactory = Callable[[], ContextManager]
 Metrics = dict[str, torch.Tensor]
 
 
@@ -116,8 +115,8 @@ def mean_metrics(records: list[dict]) -> dict:
 class MetricWindow:
     """Round metrics summed on their device over a logging interval; read once, as floats.
 
-    Reading is the only host synchronisation of training metrics: one `.item()` per key
-    per interval instead of several per round. A NaN in any round makes the window's mean
+    Reading is the only host synchronisation of training metrics: one transfer of every
+    key per interval instead of several `.item()` calls per round. A NaN in any round makes the window's mean
     NaN, so the divergence guard still sees it within one interval.
     """
 
