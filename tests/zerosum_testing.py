@@ -65,3 +65,36 @@ def zerosum_ui(cwd: Path, timeout: float = 90) -> Iterator[int]:
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
+
+
+class StorageSession:
+    """A one-process Session that keeps reported checkpoints as Ray Train does: each in
+    `storage/<folder name>` (copied out of the loop's temporary folder), newest last.
+
+    resume_from: the checkpoint folder `get_checkpoint` returns (None: a fresh run)."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, storage: Path, resume_from: Path | None = None):
+        import torch
+
+        self.device = torch.device("cpu")
+        self.storage, self.resume_from = storage, resume_from
+        self.reports: list[dict] = []
+
+    def prepare_model(self, model):
+        return model
+
+    def get_checkpoint(self):
+        import ray.train
+
+        return None if self.resume_from is None else ray.train.Checkpoint(str(self.resume_from))
+
+    def report(self, metrics, checkpoint) -> None:
+        import shutil
+
+        from zerosum.train.checkpoint import folder_name
+
+        name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))
+        shutil.copytree(checkpoint.path, self.storage / name)
+        self.reports.append({**metrics, "folder": name})

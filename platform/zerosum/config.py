@@ -187,6 +187,11 @@ class ScheduleSpec(StrictModel):
     max_steps: PositiveInt | None = Field(None, description="G updates in all; rounds = ceil(max_steps/g_steps)")
     seed: int = 0
     log_every_rounds: PositiveInt = 10
+    on_divergence: Literal["stop", "rollback"] = Field(
+        "stop", description="when the divergence guard fires: end the run, or reload the last good "
+                            "checkpoint with lower lrs and go on")
+    rollback_lr_factor: float = Field(0.5, gt=0.0, le=1.0, description="both lrs are multiplied by this at each rollback")
+    max_rollbacks: PositiveInt = Field(3, description="rollbacks before a diverging run stops")
 
     @model_validator(mode="after")
     def _one_budget(self) -> ScheduleSpec:
@@ -309,6 +314,11 @@ def combination_problem(spec: JobSpec) -> str | None:
          f"must equal schedule.batch_size ({sched.batch_size})"),
         (loss.g_objective == "feature-matching" and method not in ("gan", "infogan"),
          f"loss.g_objective: feature matching reads a discriminator's features; method {method} has none"),
+        (sched.on_divergence == "rollback" and not spec.eval.stop.divergence_guard,
+         "schedule.on_divergence: rollback heals what the divergence guard detects; "
+         "eval.stop.divergence_guard is false"),
+        (sched.on_divergence == "rollback" and spec.eval.every_rounds is None,
+         "schedule.on_divergence: rollback returns to the last evaluated checkpoint; set eval.every_rounds"),
         (spec.augment.policy.strip() != "" and DATASETS[spec.data.name].kind != "images",
          f"augment.policy: DiffAugment transforms images; data.name {spec.data.name} holds points"),
     ]

@@ -3,11 +3,11 @@ re-application after a restore, objective and ledger, table and champion."""
 
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import ray.train
 import torch
 import yaml
 
@@ -184,15 +184,6 @@ def test_trial_spec_checkpoints_at_every_evaluation(tmp_path):
     assert spec.checkpoint.keep is None
 
 
-class FolderCheckpoint:
-    def __init__(self, folder: Path):
-        self.folder = folder
-
-    @contextmanager
-    def as_directory(self):
-        yield str(self.folder)
-
-
 class FakeSession:
     rank, world_size, device = 0, 1, torch.device("cpu")
 
@@ -222,7 +213,7 @@ def test_pbt_restore_keeps_optimizer_state_but_applies_the_trials_new_lrs(tmp_pa
         "d": spec_a.optim.d.model_copy(update={"lr": 1.2e-3}),
         "g": spec_a.optim.g.model_copy(update={"lr": 1.6e-3})})})
     state_b = build_worker_state(spec_b, (2,), 0, FakeSession())
-    restore_worker_state(state_b, spec_b, FakeSession(FolderCheckpoint(tmp_path / "ckpt")))
+    restore_worker_state(state_b, spec_b, FakeSession(ray.train.Checkpoint(str(tmp_path / "ckpt"))))
 
     assert state_b.rounds_done == 30
     assert [g["lr"] for g in state_b.opt_d.param_groups] == [1.2e-3]
@@ -243,7 +234,7 @@ def test_pbt_restore_applies_the_trials_betas_and_weight_decay(tmp_path):
     spec_b = load_job(write_campaign(tmp_path).parent / "base.yaml",
                       ["optim.d.betas=[0.0, 0.9]", "optim.g.betas=[0.2, 0.95]", "optim.d.weight_decay=1e-4"])
     state_b = build_worker_state(spec_b, (2,), 0, FakeSession())
-    restore_worker_state(state_b, spec_b, FakeSession(FolderCheckpoint(tmp_path / "ckpt")))
+    restore_worker_state(state_b, spec_b, FakeSession(ray.train.Checkpoint(str(tmp_path / "ckpt"))))
     assert [tuple(g["betas"]) for g in state_b.opt_d.param_groups] == [(0.0, 0.9)]
     assert [tuple(g["betas"]) for g in state_b.opt_g.param_groups] == [(0.2, 0.95)]
     assert [g["weight_decay"] for g in state_b.opt_d.param_groups] == [1e-4]

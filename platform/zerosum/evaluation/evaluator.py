@@ -3,7 +3,7 @@
 At an eval round every rank draws its share of `eval.num_samples` fakes (from EMA-G
 when the run keeps one) and extracts features. The `FeatureStats` are all-reduced
 and the features all-gathered; rank 0 computes the metrics once with `evals`,
-feeds the stopping rule and broadcasts (metrics, stop reason) so that every rank
+feeds the stopping rule and broadcasts (metrics, verdict) so that every rank
 leaves the loop at the same round. The real side is computed once per run and
 cached on disk, keyed by dataset, split, extractor and sample count.
 """
@@ -14,6 +14,7 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +26,13 @@ from zerosum.catalog import is_image_data
 from zerosum.config import JobSpec
 from zerosum.data import Dataset
 from zerosum.evaluation.collectives import broadcast_from_rank0, gather_rows, merge_stats
-from zerosum.evaluation.plan import EXTRACTOR_METRICS, build_extractor, build_stopping_rule, check_eval_spec
+from zerosum.evaluation.plan import (
+    EXTRACTOR_METRICS,
+    build_divergence_guard,
+    build_extractor,
+    build_stopping_rule,
+    check_eval_spec,
+)
 from zerosum.evaluation.reference import RealReference, extract, real_reference
 from zerosum.pictures import samples_to_image
 from zerosum.train.steps import unwrap
@@ -75,6 +82,21 @@ def generate(model: nn.Module, noise, n: int, rng: torch.Generator, device: torc
     return torch.cat(outputs)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What an evaluation decided, the same on every rank.
+
+    reason: why the run should stop now, or None to go on.
+    diverged: the divergence guard fired (no metrics were computed); a rollback may heal it.
+    """
+
+    reason: str | None = None
+    diverged: bool = False
+
+
+GO_ON = Verdict()
+
+
 class Evaluator:
     """Runs at eval rounds on every rank; rank 0 scores, logs and decides."""
 
@@ -85,6 +107,7 @@ class Evaluator:
         self.logger = logger
         self.is_image = is_image_data(spec.data.name)
         self.rule = build_stopping_rule(spec.eval.stop)
+        self.guard = build_divergence_guard(spec.eval.stop)
         self.extractor = self.reference = None
         self.warned: set[tuple[type, str]] = set()
         if set(spec.eval.metrics) & EXTRACTOR_METRICS:
@@ -97,19 +120,43 @@ class Evaluator:
         every = self.spec.eval.every_rounds
         return round_index == self.spec.schedule.total_rounds or bool(every and round_index % every == 0)
 
-    def evaluate(self, state, round_index: int, train_metrics: dict[str, float]) -> tuple[dict[str, float], str | None]:
-        """(eval metrics, stop reason or None), identical on every rank."""
+    def evaluate(self, state, round_index: int, train_metrics: dict[str, float]) -> tuple[dict[str, float], Verdict]:
+        """(eval metrics, verdict), identical on every rank.
+
+        The divergence guard reads the training metrics first: a diverged G's samples
+        (NaN, say) are neither scored nor logged, and every rank skips the sampling."""
+        verdict = self.check_divergence(train_metrics)
+        if verdict.diverged:
+            return {}, verdict
         if self.logger is not None:
             self.log_grid(state, round_index)
         fakes, features, stats, probs = self.sample_and_merge(state, round_index)
-        result: tuple[dict[str, float], str | None] = ({}, None)
+        result: tuple[dict[str, float], Verdict] = ({}, GO_ON)
         if self.rank == 0:
             with self.warnings_once_per_run():
                 metrics = score(self.spec, fakes, features, stats, probs, self.reference, round_index)
             decision = self.rule.update({**train_metrics, **metrics}) if self.rule else None
-            result = (metrics, decision.reason if decision and decision.stop else None)
-            self.log_result(*result, round_index)
+            result = (metrics, Verdict(decision.reason) if decision and decision.stop else GO_ON)
+            if self.logger is not None:
+                self.logger.log_metrics(metrics, round_index)
         return broadcast_from_rank0(result, self.world_size)
+
+    def check_divergence(self, train_metrics: dict[str, float]) -> Verdict:
+        """Rank 0's guard decision on the interval's training metrics, sent to every rank."""
+        verdict = GO_ON
+        if self.rank == 0 and self.guard is not None:
+            decision = self.guard.update(train_metrics)
+            verdict = Verdict(decision.reason, diverged=True) if decision.stop else GO_ON
+        return broadcast_from_rank0(verdict, self.world_size) if self.guard is not None else verdict
+
+    def reset_guard(self) -> None:
+        """Forget the guard's saturation streak (after a rollback, training starts anew)."""
+        self.guard = build_divergence_guard(self.spec.eval.stop)
+
+    def log_stop(self, reason: str, round_index: int) -> None:
+        log.warning("stopping at round %d: %s", round_index, reason)
+        if self.logger is not None:
+            self.logger.set_tags({"zerosum.stop_reason": reason, "zerosum.stopped_at_round": str(round_index)})
 
     @contextlib.contextmanager
     def warnings_once_per_run(self) -> Iterator[None]:
@@ -143,14 +190,6 @@ class Evaluator:
         gathered_fakes = gather_rows(fakes, self.world_size) if not self.is_image else fakes
         return gathered_fakes, gather_rows(features, self.world_size), stats, gather_rows(probs, self.world_size)
 
-    def log_result(self, metrics: dict[str, float], reason: str | None, round_index: int) -> None:
-        if self.logger is None:
-            return
-        self.logger.log_metrics(metrics, round_index)
-        if reason:
-            log.warning("stopping at round %d: %s", round_index, reason)
-            self.logger.set_tags({"zerosum.stop_reason": reason, "zerosum.stopped_at_round": str(round_index)})
-
     def log_grid(self, state, round_index: int) -> None:
         grid_rng = torch.Generator().manual_seed(self.spec.schedule.seed)
         samples = generate(sampling_model(state), state.noise, self.spec.eval.grid_size, grid_rng, self.device)
@@ -158,8 +197,15 @@ class Evaluator:
         self.logger.log_samples(samples_to_image(samples, self.spec.data.scale, reference), round_index)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"extra/stopping": self.rule.state_dict()} if self.rule else {}
+        state = {"extra/stopping": self.rule.state_dict()} if self.rule else {}
+        return state | ({"extra/guard": self.guard.state_dict()} if self.guard else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.rule and "extra/stopping" in state:
-            self.rule.load_state_dict(state["extra/stopping"])
+            try:
+                self.rule.load_state_dict(state["extra/stopping"])
+            except ValueError:
+                # Checkpoints before the guard stood apart kept it inside the any-of list.
+                log.warning("the checkpoint's stopping-rule state has another layout; the rules start afresh")
+        if self.guard and "extra/guard" in state:
+            self.guard.load_state_dict(state["extra/guard"])

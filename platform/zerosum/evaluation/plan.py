@@ -2,7 +2,7 @@
 
 Pure decisions over a JobSpec (no sampling, no collectives): `feature_kind` picks the
 extractor, `check_eval_spec` refuses combinations that cannot work, and
-`build_stopping_rule` turns `eval.stop` into an evals rule.
+`build_stopping_rule` and `build_divergence_guard` turn `eval.stop` into evals rules.
 """
 
 from __future__ import annotations
@@ -47,15 +47,19 @@ def check_eval_spec(spec: JobSpec) -> None:
 
 
 def build_stopping_rule(stop: StopSpec) -> StoppingRule | None:
-    """The spec's rules combined with any-of; None when no rule is asked for."""
+    """The spec's quality rules (two-sample test, patience) combined with any-of; None when
+    none is asked for. The divergence guard is apart (`build_divergence_guard`): it reads
+    training metrics only, before any sampling, and its verdict may be healed by a rollback."""
     rules: list[StoppingRule] = []
-    if stop.divergence_guard:
-        rules.append(DivergenceGuard())
     if stop.two_sample_alpha is not None:
         rules.append(TwoSampleTestStop(alpha=stop.two_sample_alpha))
     if stop.patience is not None:
         rules.append(Patience(stop.patience_metric, stop.patience, stop.min_delta, stop.patience_mode))
     return AnyOf(*rules) if rules else None
+
+
+def build_divergence_guard(stop: StopSpec) -> DivergenceGuard | None:
+    return DivergenceGuard() if stop.divergence_guard else None
 
 
 def build_extractor(spec: JobSpec, sample_shape: tuple[int, ...], device: torch.device):

@@ -28,6 +28,7 @@ from zerosum.runtime import RAY_LOG, collect_ray_logs, init_ray
 from zerosum.serving import load_trained_generator, log_checkpoint_generator, sample_picture
 from zerosum.tracking import TrackedRun
 from zerosum.train import checkpoint as ckpt
+from zerosum.train.health import ROLLBACK_TAG_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,10 @@ def finish_run(spec: JobSpec, run_dir: Path, run: TrackedRun, checkpoint_dir: Pa
 
 
 def run_notes(run: TrackedRun) -> list[str]:
-    """What the workers had to say, from the run's tags: the stop reason, then warnings."""
+    """What the workers had to say, from the run's tags: rollbacks, the stop reason, then warnings."""
     tags = run.tags()
-    notes = [f"stopped early at round {tags.get('zerosum.stopped_at_round')}: {tags[tracking.STOP_REASON_TAG]}"
-             ] if tracking.STOP_REASON_TAG in tags else []
+    rollbacks = sorted((int(k.rsplit(".", 1)[1]), v) for k, v in tags.items() if k.startswith(ROLLBACK_TAG_PREFIX))
+    notes = [f"rollback {n}: {text}" for n, text in rollbacks]
+    if tracking.STOP_REASON_TAG in tags:
+        notes.append(f"stopped early at round {tags.get('zerosum.stopped_at_round')}: {tags[tracking.STOP_REASON_TAG]}")
     return notes + [f"warning: {message}" for message in run.warnings()]

@@ -8,7 +8,8 @@ config (a plain dict, as Ray passes it):
     job: the resolved JobSpec as a dict
     tracking_uri, run_id: where rank 0 logs (run_id None = no MLflow); plain strings, not a
         TrackedRun, because unpickling one would load mlflow on every rank
-    fault: optional {"round", "rank", "marker"}: kill that worker once (tests)
+    fault: optional {"round", "rank", "marker", "kind"}: once, at that round, kill that worker
+        (kind "kill") or fill its critic's weights with NaN (kind "nan"); tests
     overrides from Tune (e.g. "optim.d.lr") are applied to `job` by the caller.
 """
 
@@ -35,6 +36,7 @@ from zerosum.evaluation.evaluator import Evaluator
 from zerosum.methods import PhaseContext
 from zerosum.train import checkpoint as ckpt
 from zerosum.train.ema import ema_decay_at
+from zerosum.train.health import Health
 from zerosum.train.session import RayTrainSession, Session
 from zerosum.train.state import WorkerState, build_worker_state, restore_worker_state
 from zerosum.train.steps import MetricWindow, run_phase, run_round, update_ema
@@ -48,26 +50,38 @@ def autocast_factory(spec: JobSpec, device: torch.device) -> Callable:
     return nullcontext
 
 
-def maybe_inject_fault(fault: dict | None, round_index: int, rank: int) -> None:
-    """Kill this worker process once at the given round (fault-tolerance tests)."""
+def maybe_inject_fault(fault: dict | None, round_index: int, rank: int, state: WorkerState) -> None:
+    """Once, at the given round: kill this worker process, or poison the critic's weights
+    with NaN (G's when the method has no critic), for the fault tests."""
     if not fault or fault["round"] != round_index or fault["rank"] != rank:
         return
     marker = Path(fault["marker"])
     if marker.exists():
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"killed rank {rank} at round {round_index}\n")
+    kind = fault.get("kind", "kill")
+    marker.write_text(f"{kind}: rank {rank} at round {round_index}\n")
+    if kind == "nan":
+        names = state.method.critic_group or state.method.generator_group
+        with torch.no_grad():
+            for name in names:
+                for parameter in state.players[name].parameters():
+                    parameter.fill_(float("nan"))
+        return
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def report(state: WorkerState, metrics: dict[str, float], spec: JobSpec, session: Session) -> None:
-    """Every rank writes its share of a checkpoint and reports; Ray merges the folders."""
+def report(state: WorkerState, metrics: dict[str, float], spec: JobSpec, session: Session, health: Health,
+           good: bool) -> None:
+    """Every rank writes its share of a checkpoint and reports; Ray merges the folders.
+    `good`: the checkpoint's eval passed the divergence guard (a rollback target)."""
     rank = session.rank
+    state.extra.update(health.checkpoint_extra(good))
     with tempfile.TemporaryDirectory(prefix="zerosum-ckpt-") as folder:
         ckpt.write_checkpoint(Path(folder), rank, state.model_state() if rank == 0 else None,
                               ckpt.rng_state(state.noise_rng, state.augment_rng), job_to_yaml(spec))
         checkpoint = ray.train.Checkpoint.from_directory(folder)
-        session.report({**metrics, "round": state.rounds_done}, checkpoint)
+        session.report({**metrics, "round": state.rounds_done, "health/rollbacks": health.rollbacks}, checkpoint)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -92,7 +106,9 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
     rank, world_size, device = session.rank, session.world_size, session.device
     dataset = load_dataset(spec.data, "train", seed=spec.schedule.seed)
     state = build_worker_state(spec, dataset.sample_shape, dataset.num_classes, session)
-    restore_worker_state(state, spec, session)
+    resume_notes = restore_worker_state(state, spec, session)
+    health = Health(spec, rank, state.extra)
+    health.remember_restored(state)
     torch.manual_seed(spec.schedule.seed * 7919 + rank + state.rounds_done)
     sched = spec.schedule
     batcher = ShardedBatches(dataset, sched.batch_size, rank, world_size, seed=sched.seed)
@@ -101,15 +117,18 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
     ctx = PhaseContext(spec, state.noise, state.noise_rng, state.augment_rng, device,
                        autocast_factory(spec, device), state.critic_updates)
     logger = rank0_logger(config, rank)
+    for note in resume_notes if logger is not None else ():
+        logger.warn(note)
     evaluator = Evaluator(spec, dataset, rank, world_size, device, logger)
     evaluator.load_state_dict(state.extra)
     if logger is not None and state.rounds_done:
         logger.set_tags({"zerosum.resumed_from_round": str(state.rounds_done)})
     meter = ThroughputMeter(reals_per_round=batches_per_round(state, sched) * sched.batch_size * world_size)
     window, metrics = MetricWindow(), {}
+    last_reported = state.rounds_done  # a restored checkpoint counts as reported
     while state.rounds_done < sched.total_rounds:
         round_index = state.rounds_done + 1
-        maybe_inject_fault(config.get("fault"), round_index, rank)
+        maybe_inject_fault(config.get("fault"), round_index, rank, state)
         with meter.timing():
             window.add(train_one_round(state, batches, sched, ctx))
             if state.ema is not None:
@@ -124,13 +143,43 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
             if logger is not None:
                 logger.log_metrics(metrics, round_index)
         if evaluator.due(round_index):
-            eval_metrics, stop_reason = evaluator.evaluate(state, round_index, metrics)
+            eval_metrics, verdict = evaluator.evaluate(state, round_index, metrics)
+            if verdict.diverged:
+                stop_reason = health.refusal(verdict.reason)
+                if stop_reason is None:
+                    roll_back(state, health, evaluator, ctx, logger, round_index, verdict.reason)
+                    window, metrics = MetricWindow(), {}
+                    continue
+                # The diverged state is not checkpointed: the run ends on its last checkpoint,
+                # the one its generator is logged from (unless there is none yet).
+                if last_reported == 0:
+                    report(state, metrics, spec, session, health, good=False)
+                evaluator.log_stop(stop_reason, round_index)
+                break
             state.extra = evaluator.state_dict()
-            report(state, {**metrics, **eval_metrics}, spec, session)
-            if stop_reason:
+            report(state, {**metrics, **eval_metrics}, spec, session, health, good=True)
+            last_reported = round_index
+            health.remember(state)
+            if verdict.reason:
+                evaluator.log_stop(verdict.reason, round_index)
                 break
         elif round_index % spec.checkpoint.every_rounds == 0:
-            report(state, metrics, spec, session)
+            report(state, metrics, spec, session, health, good=False)
+            last_reported = round_index
+
+
+def roll_back(state: WorkerState, health: Health, evaluator: Evaluator, ctx: PhaseContext, logger,
+              round_index: int, reason: str) -> None:
+    """Heal a divergence found at `round_index`: the last good state, lower lrs, new noise."""
+    back_to = health.roll_back(state)
+    ctx.critic_updates = state.critic_updates
+    evaluator.load_state_dict(state.extra)
+    evaluator.reset_guard()
+    tag = health.tag(round_index, back_to, reason)
+    log.warning("rank %d: rollback %d at %s", health.rank, health.rollbacks, next(iter(tag.values())))
+    if logger is not None:
+        logger.set_tags(tag)
+        logger.log_metrics({"health/rollbacks": health.rollbacks, "health/lr_scale": health.lr_scale}, round_index)
 
 
 class ThroughputMeter:

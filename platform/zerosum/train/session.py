@@ -15,6 +15,8 @@ import ray.train.torch
 import torch
 from torch import nn
 
+from zerosum.train.checkpoint import folder_name
+
 
 class Session(Protocol):
     """Where the loop runs: rank, device, checkpoints in and reports out."""
@@ -49,4 +51,5 @@ class RayTrainSession:
         return ray.train.get_checkpoint()
 
     def report(self, metrics: dict[str, Any], checkpoint) -> None:
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"round_{metrics['round']:07d}")
+        name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)

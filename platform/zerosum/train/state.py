@@ -95,25 +95,77 @@ def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, session: S
     )
 
 
-def restore_worker_state(state: WorkerState, spec: JobSpec, session: Session) -> None:
-    """Load the latest reported checkpoint, if any, then re-apply the spec's optimiser
-    hyperparameters (a PBT exploit restores another trial's state under this trial's spec)."""
-    rank = session.rank
-    checkpoint = session.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            saved, rng = ckpt.read_checkpoint(Path(folder), rank)
-        for name, module in state.players.items():
-            unwrap(module).load_state_dict(saved["players"][name])
-        for name, optimizer in state.optimizers.items():
-            optimizer.load_state_dict(saved["optimizers"][name])
-        if state.ema is not None and saved["ema"] is not None:
-            state.ema.load_state_dict(saved["ema"])
-        state.rounds_done = int(saved["rounds_done"])
-        state.critic_updates = int(saved.get("critic_updates", 0))
-        state.extra = {k: v for k, v in saved.items() if k.startswith("extra/")}
-        if rng is not None:
-            ckpt.restore_rng(rng, state.noise_rng, state.augment_rng)
-        log.info("rank %d resumed at round %d", rank, state.rounds_done)
+def older_checkpoints(checkpoint) -> list:
+    """The run's other checkpoints reported before `checkpoint`, newest first, as Ray
+    Checkpoints on the same filesystem (the storage folder holds them side by side)."""
+    import pyarrow.fs
+    import ray.train
+
+    filesystem = getattr(checkpoint, "filesystem", None) or pyarrow.fs.LocalFileSystem()
+    path = str(checkpoint.path).rstrip("/")
+    parent, name = path.rsplit("/", 1)
+    listed = filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    names = [info.base_name for info in listed if info.type == pyarrow.fs.FileType.Directory
+             and (ckpt.FOLDER_NAME.match(info.base_name) or info.base_name.startswith("checkpoint_"))]
+    older = sorted((n for n in names if ckpt.report_order(n) < ckpt.report_order(name)), key=ckpt.report_order,
+                   reverse=True)
+    return [ray.train.Checkpoint(f"{parent}/{n}", filesystem=filesystem) for n in older]
+
+
+def read_trusted_checkpoint(checkpoint, rank: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
+    """(state, this rank's rng or None, notes) from the newest checkpoint whose manifest holds.
+
+    A checkpoint that fails its manifest is skipped for the one reported before it; each
+    skip, and a fresh start when none holds, is a note for the run's warnings."""
+    notes: list[str] = []
+    for candidate in [checkpoint, *older_checkpoints(checkpoint)]:
+        name = Path(str(candidate.path)).name
+        with candidate.as_directory() as folder:
+            problem = ckpt.checkpoint_problem(Path(folder))
+            if problem is None:
+                saved, rng = ckpt.read_checkpoint(Path(folder), rank)
+                return saved, rng, notes + ([f"resumed from checkpoint {name} instead"] if notes else [])
+        notes.append(f"checkpoint {name} failed verification and was skipped: {problem}")
+    return None, None, notes + ["no checkpoint passed verification: training starts fresh from round 0"]
+
+
+def load_model_state(state: WorkerState, saved: dict[str, Any]) -> None:
+    """Put a checkpoint's players, optimisers, EMA, counters and extras into `state`."""
+    for name, module in state.players.items():
+        unwrap(module).load_state_dict(saved["players"][name])
+    for name, optimizer in state.optimizers.items():
+        optimizer.load_state_dict(saved["optimizers"][name])
+    if state.ema is not None and saved["ema"] is not None:
+        state.ema.load_state_dict(saved["ema"])
+    state.rounds_done = int(saved["rounds_done"])
+    state.critic_updates = int(saved.get("critic_updates", 0))
+    state.extra = {k: v for k, v in saved.items() if k.startswith("extra/")}
+
+
+def set_learning_rates(state: WorkerState, spec: JobSpec, lr_scale: float = 1.0) -> None:
+    """The spec's optimiser hyperparameters on every param group, lrs times `lr_scale`
+    (what rollbacks have cut them to)."""
     for side, optimizer in state.optimizers.items():
         apply_optimizer_spec(optimizer, getattr(spec.optim, side))
+        for group in optimizer.param_groups:
+            group["lr"] *= lr_scale
+
+
+def restore_worker_state(state: WorkerState, spec: JobSpec, session: Session) -> list[str]:
+    """Load the newest trusted checkpoint, if any, then re-apply the spec's optimiser
+    hyperparameters (a PBT exploit restores another trial's state under this trial's spec).
+    -> notes on skipped checkpoints, for the run's warnings."""
+    rank = session.rank
+    checkpoint = session.get_checkpoint()
+    notes: list[str] = []
+    if checkpoint is not None:
+        saved, rng, notes = read_trusted_checkpoint(checkpoint, rank)
+        if saved is not None:
+            load_model_state(state, saved)
+            if rng is not None:
+                ckpt.restore_rng(rng, state.noise_rng, state.augment_rng)
+            log.info("rank %d resumed at round %d", rank, state.rounds_done)
+        for note in notes:
+            log.warning("rank %d: %s", rank, note)
+    set_learning_rates(state, spec, float(state.extra.get("extra/health", {}).get("lr_scale", 1.0)))
+    return notes
