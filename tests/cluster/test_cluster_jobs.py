@@ -291,3 +291,47 @@ def test_jobs_stop_stops_a_running_job(local_cluster, tmp_path):
     finally:
         if follower.poll() is None:
             follower.kill()
+
+
+# --------------------------------------------------------------------------- what listens where
+
+
+def session_pids(leader_pid: int) -> set[int]:
+    """Every process in the session that `setsid` gave a server started by start.sh."""
+    listed = subprocess.run(["ps", "-o", "pid=", "-s", str(leader_pid)], capture_output=True, text=True, check=True)
+    return {int(word) for word in listed.stdout.split()}
+
+
+def listeners(pids: set[int]) -> list[tuple[str, int, str]]:
+    """(local address, port, process name) of each listening TCP socket of `pids`, from `ss`."""
+    table = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in table.splitlines():
+        fields = line.split()
+        local, users = fields[3], " ".join(fields[5:])
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", users)}
+        if owners & pids:
+            address, port = local.rsplit(":", 1)
+            found.append((address.strip("[]"), int(port), re.search(r'\(\("([^"]+)"', users).group(1)))
+    return found
+
+
+def test_the_local_servers_bind_their_endpoints_to_loopback_only(local_cluster):
+    """Read back with `ss` what start.sh's servers listen on. MLflow, the dashboard / Jobs
+    API (the HTTP endpoints a user talks to) are on 127.0.0.1 only. Ray 2.60's own gRPC
+    servers (GCS, raylet, object manager, agents, Ray Client) have no bind option and
+    listen on every interface or the node's address; token auth guards them (start.sh
+    says so), and this test names them."""
+    state = local_cluster.state_dir
+    mlflow = listeners(session_pids(int((state / "mlflow.pid").read_text())))
+    ray = listeners(session_pids(int((state / "ray.pid").read_text())))
+    mlflow_port = int(local_cluster.mlflow_uri.rsplit(":", 1)[1])
+    dashboard_port = int(local_cluster.address.rsplit(":", 1)[1])
+    assert mlflow and {port for _, port, _ in mlflow} == {mlflow_port}
+    assert {address for address, _, _ in mlflow} == {"127.0.0.1"}
+    dashboard = [address for address, port, _ in ray if port == dashboard_port]
+    assert dashboard == ["127.0.0.1"]
+    exposed = sorted({(port, name) for address, port, name in ray if not address.startswith("127.")})
+    # Whatever else listens off loopback is Ray's own processes, never an HTTP endpoint of ours.
+    assert dashboard_port not in {port for port, _ in exposed}
+    assert all(name in ("gcs_server", "raylet", "python") or name.startswith("ray::") for _, name in exposed), exposed

@@ -14,6 +14,7 @@ from zerosum.cli import submit as submit_cli
 from zerosum.cluster import head, submit
 from zerosum.cluster.head import Token, explain_failure, resolve_address, resolve_token
 from zerosum.errors import ZerosumError
+from zerosum_testing import JOBS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DIGITS_JOB = REPO_ROOT / "jobs" / "digits-dcgan.yaml"
@@ -201,3 +202,47 @@ def test_commands_are_registered_with_the_cli():
     assert args.handler is submit_cli.cmd_submit and args.overrides == ["a=1"] and args.num_gpus == 1
     assert parser.parse_args(["jobs", "logs", "j1", "--follow"]).handler is jobs_cli.cmd_jobs_logs
     assert parser.parse_args(["jobs", "stop", "j1"]).handler is jobs_cli.cmd_jobs_stop
+
+
+@pytest.mark.parametrize(("address", "refused"), [
+    ("http://10.0.0.5:8265", True),
+    ("http://head.example.org:8265", True),
+    ("https://head.example.org:8265", False),  # TLS protects the header
+    ("http://127.0.0.1:8265", False),          # a tunnel's local end
+    ("http://localhost:8265", False),
+    ("http://[::1]:8265", False),
+])
+def test_the_token_never_travels_over_plain_http_off_this_machine(address, refused):
+    token = Token("secret", "test")
+    problem = head.token_transport_problem(address, token)
+    assert (problem is not None) == refused
+    if refused:
+        assert "kubectl -n zerosum port-forward svc/zerosum-head-svc 8265:8265" in problem
+        assert "ray dashboard" in problem and "--insecure" in problem
+        assert "secret" not in problem
+    # --insecure is the user's choice; with no token there is nothing to leak.
+    assert head.token_transport_problem(address, token, insecure=True) is None
+    assert head.token_transport_problem(address, Token(None, "none found")) is None
+
+
+def test_submit_and_jobs_refuse_a_plain_http_head_unless_insecure(monkeypatch, capsys):
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    for argv in (["submit", str(JOBS / "ring8-mlp.yaml"), "--tracking-uri", "cluster", "--address", "http://10.0.0.5:8265"],
+                 ["jobs", "list", "--address", "http://10.0.0.5:8265"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: refusing to send the Ray auth token over plain http to http://10.0.0.5:8265")
+        assert err.count("\n") == 1 and "Traceback" not in err
+    # With --insecure the client is built with the token in its header.
+    sent = {}
+
+    class Client:
+        def __init__(self, address, headers):
+            sent.update(address=address, headers=headers)
+
+        def list_jobs(self):
+            return []
+
+    monkeypatch.setattr(head, "_client_class", lambda: Client)
+    assert cli.main(["jobs", "list", "--insecure", "--address", "http://10.0.0.5:8265"]) == 0
+    assert sent == {"address": "http://10.0.0.5:8265", "headers": {"Authorization": "Bearer secret"}}

@@ -15,7 +15,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     """One line per submitted job, oldest first."""
     from zerosum.cluster.head import Head
 
-    head = Head(args.address)
+    head = Head(args.address, insecure=args.insecure)
     with head.errors():
         jobs = [job for job in head.client.list_jobs() if job.submission_id]
     jobs.sort(key=lambda job: job.start_time or 0)
@@ -32,7 +32,7 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
     """Status, message, times and entrypoint of one job."""
     from zerosum.cluster.head import Head
 
-    head = Head(args.address)
+    head = Head(args.address, insecure=args.insecure)
     with head.errors(args.job_id):
         info = head.client.get_job_info(args.job_id)
     print(f"job:        {args.job_id}")
@@ -49,7 +49,7 @@ def cmd_jobs_logs(args: argparse.Namespace) -> int:
     """All logs so far, or (--follow) a live tail until the job ends."""
     from zerosum.cluster.head import Head
 
-    head = Head(args.address)
+    head = Head(args.address, insecure=args.insecure)
     if args.follow:
         head.follow(args.job_id, write=lambda chunk: print(chunk, end="", flush=True))
         return 0
@@ -62,7 +62,7 @@ def cmd_jobs_stop(args: argparse.Namespace) -> int:
     """Ask the head to stop a job, then wait (briefly) for it to be STOPPED."""
     from zerosum.cluster.head import TERMINAL_STATUSES, Head
 
-    head = Head(args.address)
+    head = Head(args.address, insecure=args.insecure)
     before = head.status(args.job_id)
     if before in TERMINAL_STATUSES:
         print(f"job {args.job_id} already ended: {before}")

@@ -22,7 +22,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(describe_submission(submission, Path(staging)))
             return 0
-        head = Head(args.address)
+        head = Head(args.address, insecure=args.insecure)
         with head.errors():
             head.client.submit_job(
                 entrypoint=submission.entrypoint, submission_id=submission.submission_id,
@@ -78,6 +78,9 @@ def add_address_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, metavar="URL",
                         help="the Ray head's dashboard, e.g. http://HEAD:8265 (default: $RAY_ADDRESS); "
                              "the auth token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token")
+    parser.add_argument("--insecure", action="store_true",
+                        help="send the auth token over plain http to a head that is not on loopback "
+                             "(refused otherwise: use a tunnel such as kubectl port-forward, or https)")
 
 
 def add_submit_command(commands) -> None:

@@ -105,12 +105,38 @@ def _client_class():
     return TimedJobSubmissionClient
 
 
-class Head:
-    """One Ray head's Jobs API, with every call's errors turned into ZerosumError."""
+def is_loopback(url: str) -> bool:
+    """Does the URL (or HOST:PORT) name this machine's loopback (127.0.0.0/8, ::1, localhost)?"""
+    from urllib.parse import urlparse
 
-    def __init__(self, address: str | None = None, token: Token | None = None):
+    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def token_transport_problem(address: str, token: Token, insecure: bool = False) -> str | None:
+    """Why the token must not be sent to `address`, or None.
+
+    A bearer token sent over plain http crosses the network readable by anyone on the
+    path; over loopback (a tunnel's local end) or https it does not."""
+    if token.value is None or insecure or address.startswith("https://") or is_loopback(address):
+        return None
+    return (f"refusing to send the Ray auth token over plain http to {address}: anyone on the way can "
+            f"read it. Reach the head through a tunnel and pass its local end, e.g. "
+            f"`kubectl -n zerosum port-forward svc/zerosum-head-svc 8265:8265` or `ray dashboard CLUSTER.yaml`, "
+            f"then --address http://127.0.0.1:8265; or use https; or pass --insecure to send it anyway")
+
+
+class Head:
+    """One Ray head's Jobs API, with every call's errors turned into ZerosumError.
+
+    insecure: send the token over plain http to a non-loopback address (refused otherwise)."""
+
+    def __init__(self, address: str | None = None, token: Token | None = None, insecure: bool = False):
         self.address = resolve_address(address)
         self.token = token or resolve_token()
+        problem = token_transport_problem(self.address, self.token, insecure)
+        if problem:
+            raise ZerosumError(problem)
         with self.errors(), _without_address_env():
             self.client = _client_class()(self.address, headers=auth_headers(self.token))
 

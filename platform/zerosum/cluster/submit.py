@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from zerosum import __version__
+from zerosum.cluster.head import is_loopback
 from zerosum.errors import ZerosumError
 
 SHIPPED_PACKAGES = ("zerosum", "evals")
@@ -181,17 +182,10 @@ def tracking_notes(uri: str | None, option: str | None, address: str) -> list[st
     if uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri:
         return [f"tracking URI {uri} is a local path: the job writes it on the cluster's node, "
                 f"which is only this machine for a local head"]
-    if _is_loopback(uri) and not _is_loopback(address):
+    if is_loopback(uri) and not is_loopback(address):
         return [f"tracking URI {uri} is this machine's loopback, but the head is {address}: pass the "
                 f"URI the cluster reaches MLflow at (--tracking-uri), or --tracking-uri cluster"]
     return []
-
-
-def _is_loopback(url: str) -> bool:
-    from urllib.parse import urlparse
-
-    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def prepare_submission(args: argparse.Namespace, staging: Path) -> Submission:
