@@ -67,6 +67,55 @@ def zerosum_ui(cwd: Path, timeout: float = 90) -> Iterator[int]:
         ui.wait(timeout=30)
 
 
+def wait_for_health(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    """Poll `url` until it answers 200; fail if `process` exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server behind {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} gave no answer in {timeout} s")
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1:port with its store in `folder`; start and kill
+    it at will (the same port and store each time). Only the processes it started are
+    stopped, by process group."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder, self.port = folder, port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> MlflowServer:
+        (self.folder / "artifacts").mkdir(parents=True, exist_ok=True)
+        mlflow = Path(sys.executable).parent / "mlflow"
+        command = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                   "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}", "--serve-artifacts",
+                   "--artifacts-destination", str(self.folder / "artifacts")]
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        log = (self.folder / "server.log").open("a")
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        wait_for_health(f"{self.uri}/health", timeout, self.process)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the server's process group (as a crashed or lost server goes)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+
 class StorageSession:
     """A one-process Session that keeps reported checkpoints as Ray Train does: each in
     `storage/<folder name>` (copied out of the loop's temporary folder), newest last.
@@ -97,4 +146,4 @@ class StorageSession:
 
         name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))
         shutil.copytree(checkpoint.path, self.storage / name)
-        self.reports.append({**metrics, "folder": name})
+        self.reports.append({**metrics, "folder": name, "time": time.monotonic()})

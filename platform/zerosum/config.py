@@ -252,6 +252,9 @@ class TrackingSpec(StrictModel):
     experiment: str | None = Field(None, description="MLflow experiment; default the job name")
     register_as: str | None = Field(None, description="registered model name for the generator")
     storage_path: Path = Field(Path("runs"), description="where run folders and checkpoints go")
+    flush_timeout_s: NonNegativeFloat = Field(
+        60.0, description="at the end, how long rank 0 waits for the tracking server to take what "
+                          "it has not yet; the rest stays in the run folder for `zerosum sync`")
 
 
 class JobSpec(StrictModel):
@@ -338,10 +341,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a spec must be a YAML mapping, got {type(raw).__name__}")
     return raw
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: its problem and where (its own text spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -396,8 +406,9 @@ def allowed_fields(model: type[BaseModel], path: tuple) -> list[str]:
 
 
 def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] = None) -> str:
-    """One line per problem: `field.path: message (got value)`."""
-    lines = [f"{source}: invalid spec"]
+    """`source: field.path: message (got value)`: one line for one problem (the usual case,
+    and what the CLI's one `error:` line shows); several get a count, then one line each."""
+    problems = []
     for problem in err.errors():
         where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
@@ -406,8 +417,10 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
             message = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         got = problem.get("input")
         shown = "" if problem["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {where}: {message}{shown}")
-    return "\n".join(lines)
+        problems.append(f"{where}: {message}{shown}")
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join([f"{source}: {len(problems)} problems in the spec"] + [f"  {p}" for p in problems])
 
 
 def validate_job(raw: dict[str, Any], source: str = "spec", check_paths: bool = True) -> JobSpec:

@@ -9,6 +9,8 @@
     run_id        the MLflow run (a campaign's parent run)
     experiment    the MLflow experiment
     started_at    unix seconds; finished_at once it ended; resumes: times resumed
+    logged        a run's results (curves, generator) reached the tracking server: true;
+                  false while `zerosum sync` still has to send them; null before the end
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class FolderRecord:
     started_at: float
     finished_at: float | None = None
     resumes: int = 0
+    logged: bool | None = None
 
     def save(self, folder: Path) -> None:
         atomic_write_text(json.dumps(asdict(self), indent=2), folder / RECORD_FILE)

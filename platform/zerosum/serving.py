@@ -8,6 +8,7 @@ needs (z_dim, z distribution, classes, sample shape, output kind).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from zerosum.train.build import NoiseSource, build_generator_for, noise_source_f
 
 # What a served generator returns, by data kind (the metadata's "output").
 OUTPUT_KINDS = {"points": "points", "images": "unit-images"}
+# A URI scheme (models:/..., runs:/..., file:///...): two letters at least, so that a Windows
+# drive letter (C:) stays a path. And the forms `zerosum sample` users write.
+MODEL_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+MODEL_URI_FORMS = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/generator"
 
 
 class ServingGenerator(nn.Module):
@@ -137,13 +142,31 @@ def class_labels(metadata: dict, n: int, label: int | None, seed: int) -> torch.
 
 
 def load_generator(model_uri: str) -> tuple[nn.Module, dict[str, Any]]:
-    """A logged generator and its metadata; a URI that does not load is one clear error."""
+    """A logged generator and its metadata; a URI that does not load is one clear error
+    naming the URI, why, and the MLflow store it was looked up in."""
+    check_model_uri(model_uri)
     from zerosum import tracking
 
     try:
         return tracking.load_generator(model_uri)
     except Exception as err:  # mlflow raises several types for a bad URI
-        raise ZerosumError(f"{model_uri}: cannot load model ({err})") from None
+        raise ZerosumError(f"{model_uri}: cannot load model ({first_line(err)}; "
+                           f"MLflow store {tracking.resolve_tracking_uri()})") from None
+
+
+def check_model_uri(model_uri: str) -> None:
+    """A model URI has a scheme (models:/, runs:/, file:, ...) or is a folder of a logged
+    model. Anything else is most likely a typo'd folder: MLflow would read it as a local
+    path and say only that it lacks an MLmodel file."""
+    if MODEL_URI_SCHEME.match(model_uri) or Path(model_uri).exists():
+        return
+    raise ZerosumError(f"{model_uri}: no such folder, and not a model URI ({MODEL_URI_FORMS})")
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message on one line (MLflow's may carry a stack or a hint below)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def sample_to_png(model_uri: str, n: int, output: Path, label: int | None = None, seed: int = 0,

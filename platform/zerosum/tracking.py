@@ -156,33 +156,90 @@ class TrackedRun:
 
 
 class RunLogger:
-    """Metrics and sample images for one run, from rank 0 of the worker group.
+    """Metrics, sample images, tags and warnings for one run, from rank 0 of the worker group.
 
-    A resumed run replays rounds after its last checkpoint; steps already in the
-    store are skipped so that no step is logged twice.
+    With an outbox (`zerosum.outbox`, in the run folder) every write is journaled on disk
+    and sent by a background thread, so that training goes on while the server is away;
+    without one, each write goes straight to the store (single-process Tune trials).
+    A resumed run replays rounds after its last checkpoint; steps already logged (the
+    outbox's journal knows them; without one, the store) are skipped so that none is logged twice.
     """
 
-    def __init__(self, run: TrackedRun, step_key: str = "loss/d"):
-        self.run = run
-        self.last_logged_step = run.last_metric_step(step_key)
-        self.warnings = sum(key.startswith(WARNING_TAG) for key in run.tags())
+    def __init__(self, run: TrackedRun, step_key: str = "loss/d", outbox=None):
+        self.run, self.outbox = run, outbox
+        if outbox is not None:
+            # The journal holds every write of this run's workers: no need to ask the server.
+            self.last_logged_step = outbox.high_water.get(step_key, -1)
+            self.warnings = len({k for k in outbox.tag_keys if k.startswith(f"{WARNING_TAG}.")})
+        else:
+            self.last_logged_step = run.last_metric_step(step_key)
+            self.warnings = sum(key.startswith(WARNING_TAG) for key in run.tags())
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        if step > self.last_logged_step:
+    def log_metrics(self, metrics: dict[str, float], step: int, always: bool = False) -> None:
+        """Metrics at `step`, unless that step was logged before (`always`: events such as
+        a rollback, which may happen twice at one round)."""
+        if step <= self.last_logged_step and not always:
+            return
+        if self.outbox is not None:
+            self.outbox.put("metrics", {k: float(v) for k, v in metrics.items()}, step)
+        else:
             self.run.log_metrics(metrics, step)
 
     def log_samples(self, image: np.ndarray, step: int) -> None:
         """image: uint8 (H, W, C) grid; logged under key 'samples' with its step."""
-        if step > self.last_logged_step:
+        if step <= self.last_logged_step:
+            return
+        if self.outbox is not None:
+            from zerosum.outbox import png_bytes
+
+            self.outbox.put("image", {"key": "samples"}, step, png=png_bytes(image))
+        else:
             self.run.log_image(image, key="samples", step=step)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.run.set_tags(tags)
+        if self.outbox is not None:
+            self.outbox.put("tags", {k: str(v) for k, v in tags.items()})
+        else:
+            self.run.set_tags(tags)
 
     def warn(self, message: str) -> None:
         """Record a warning for the final summary (worker output does not reach the console)."""
         self.warnings += 1
-        self.run.set_tags({f"{WARNING_TAG}.{self.warnings}": message[:PARAM_VALUE_LIMIT]})
+        self.set_tags({f"{WARNING_TAG}.{self.warnings}": message[:PARAM_VALUE_LIMIT]})
+
+    def skip_through(self, step: int) -> None:
+        """Log nothing more at steps up to `step` (rounds trained again after a rollback)."""
+        self.last_logged_step = max(self.last_logged_step, step)
+
+    def close(self, timeout_s: float) -> int:
+        """Wait up to `timeout_s` for the outbox to drain; -> entries left on disk."""
+        return 0 if self.outbox is None else self.outbox.close(timeout_s)
+
+
+def send_outbox_entry(run: TrackedRun, outbox_folder: Path, entry) -> None:
+    """One zerosum.outbox entry to the run, with its original timestamp, so that a
+    re-sent metric is the same row (which MLflow's store keeps once)."""
+    if entry.kind == "metrics":
+        metrics = [Metric(key, float(value), entry.time_ms, entry.step) for key, value in entry.data.items()]
+        run.client.log_batch(run.run_id, metrics=metrics)
+    elif entry.kind == "tags":
+        run.client.log_batch(run.run_id, tags=[RunTag(key, str(value)) for key, value in entry.data.items()])
+    elif entry.kind == "image":
+        from PIL import Image
+
+        image = np.asarray(Image.open(outbox_folder / "images" / f"{entry.seq}.png"))
+        run.client.log_image(run.run_id, image, key=entry.data["key"], step=entry.step, timestamp=entry.time_ms)
+    else:
+        raise ValueError(f"unknown outbox entry kind {entry.kind!r}")
+
+
+def outbox_sender(run: TrackedRun, run_dir: Path):
+    """send(entry) for the outbox in `run_dir`, to `run`."""
+    from functools import partial
+
+    from zerosum.outbox import OUTBOX_FOLDER
+
+    return partial(send_outbox_entry, run, run_dir / OUTBOX_FOLDER)
 
 
 def log_loss_curves(run: TrackedRun) -> None:

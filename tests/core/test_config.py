@@ -62,7 +62,7 @@ def test_bad_spec_names_the_field(overrides, field, hint):
     with pytest.raises(ConfigError) as err:
         load_job(JOBS / "digits-dcgan.yaml", overrides)
     message = str(err.value)
-    assert f"  {field}" in message and hint in message, message
+    assert f": {field}: " in message and hint in message, message
 
 
 def test_missing_data_root_for_mnist(tmp_path):

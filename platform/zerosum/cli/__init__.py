@@ -14,14 +14,15 @@ import sys
 
 from zerosum import __version__
 from zerosum.cli import eval as eval_command
-from zerosum.cli import featurizer, jobs, run, sample, submit, tune, ui
+from zerosum.cli import featurizer, jobs, run, sample, submit, sync, tune, ui
+from zerosum.cli.common import OneLineErrorParser
 from zerosum.errors import ZerosumError
 
-COMMAND_MODULES = (run, sample, eval_command, featurizer, tune, submit, jobs, ui)
+COMMAND_MODULES = (run, sample, eval_command, featurizer, tune, submit, jobs, ui, sync)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zerosum", description="Train and evaluate GANs on Ray, tracked in MLflow.")
+    parser = OneLineErrorParser(prog="zerosum", description="Train and evaluate GANs on Ray, tracked in MLflow.")
     parser.add_argument("--version", action="version", version=f"zerosum {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug logging, and Ray's worker and controller logs live on the console")

@@ -13,16 +13,28 @@ from pathlib import Path
 import torch
 
 from evals.stats import FeatureStats
-from zerosum.catalog import EVAL_NUM_SAMPLES, KID_SUBSET_SIZE, KID_SUBSETS, MMD_PERMUTATIONS, is_image_data
+from zerosum.catalog import (
+    DATASETS,
+    EVAL_NUM_SAMPLES,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    MIXTURES,
+    MMD_PERMUTATIONS,
+    is_image_data,
+)
 from zerosum.config import JobSpec, load_job, validate_job
 from zerosum.data import load_dataset
-from zerosum.errors import DataError
+from zerosum.errors import ConfigError, DataError
 from zerosum.evaluation.evaluator import score
 from zerosum.evaluation.featurizer import prepare_eval_spec
-from zerosum.evaluation.plan import build_extractor
+from zerosum.evaluation.plan import EXTRACTOR_METRICS, build_extractor, feature_kind
 from zerosum.evaluation.reference import extract, real_reference
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# What `zerosum.data.load_image_folder` reads (it names the same suffixes).
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
+# Labelled image datasets: the ones `zerosum featurizer train` makes a classifier for.
+CLASSIFIER_DATASETS = tuple(sorted(n for n, info in DATASETS.items() if info.kind == "images" and info.labelled))
+CLASSIFIER_DATASETS_TEXT = ", ".join(CLASSIFIER_DATASETS[:-1]) + f" or {CLASSIFIER_DATASETS[-1]}"
 
 
 @dataclass
@@ -43,17 +55,81 @@ class EvalRequest:
     device: str = "cpu"
 
 
+def folder_images(folder: Path, flag: str) -> list[Path]:
+    """The images under `folder` (subfolders too), each readable and all of one square
+    size; else a DataError naming `flag`, the folder and the file. The folder loader scales
+    every image to one side, so a folder of mixed sizes would be scored distorted, silently."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        found = (f"; its {len(files)} file(s), e.g. {files[0].relative_to(folder)}, are not images" if files
+                 else "; it is empty")
+        raise DataError(f"{flag} {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders{found}")
+    first_path, first_size = images[0], image_size(images[0], folder, flag)
+    for path in images:
+        size = first_size if path == first_path else image_size(path, folder, flag)
+        if size[0] != size[1]:
+            raise DataError(f"{flag} {folder}: {path.relative_to(folder)} is {size[0]}x{size[1]}; "
+                            f"images must be square")
+        if size != first_size:
+            raise DataError(f"{flag} {folder}: images of different sizes ({first_path.relative_to(folder)} is "
+                            f"{first_size[0]}x{first_size[1]}, {path.relative_to(folder)} is {size[0]}x{size[1]}); "
+                            f"every image must have the same size")
+    return images
+
+
+def image_size(path: Path, folder: Path, flag: str) -> tuple[int, int]:
+    """(width, height) from the file's header (no decoding), or a DataError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except UnidentifiedImageError:
+        problem = "not an image in a format PIL reads"
+    except OSError as err:
+        problem = f"cannot read it ({err.strerror or err})"
+    raise DataError(f"{flag} {folder}: {path.relative_to(folder)}: {problem}")
+
+
 def folder_spec(folder: Path) -> dict:
-    """A data section for an image folder, sized from its first image."""
+    """A data section for an image folder (`--real`), sized from its images."""
     from PIL import Image
 
-    images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise DataError(f"{folder}: no .png/.jpg images found")
+    images = folder_images(folder, "--real")
     with Image.open(images[0]) as first:
         channels = 1 if first.mode in ("L", "1", "I;16") else 3
         return {"name": "folder", "root": str(folder), "image_size": first.size[0], "channels": channels,
                 "scale": "unit"}
+
+
+def real_side(request: EvalRequest, spec: JobSpec) -> str:
+    """What `--real` holds, for messages: `--real X is an image folder`."""
+    if request.real.is_dir():
+        return f"--real {request.real} is an image folder"
+    info = DATASETS[spec.data.name]
+    return f"--real {request.real} holds {info.name} ({info.kind}{'' if info.labelled else ', unlabelled'})"
+
+
+def check_request(request: EvalRequest, spec: JobSpec) -> None:
+    """The metrics and features asked for against the real data, as ConfigErrors in the
+    command's terms (--metrics, --features, --featurizer). `plan.check_eval_spec` says the
+    same in eval.* terms, and only after `prepare_eval_spec` tried to train a featurizer,
+    which a folder or a mixture has none of."""
+    metrics, kind, name = set(spec.eval.metrics), feature_kind(spec), spec.data.name
+    if "modes" in metrics and name not in MIXTURES:
+        raise ConfigError(f"--metrics modes: counts the modes of a known mixture ({', '.join(MIXTURES)}); "
+                          f"{real_side(request, spec)}; use classes for labelled images")
+    classifier_known = name in CLASSIFIER_DATASETS or request.featurizer is not None
+    if "classes" in metrics and not classifier_known:
+        raise ConfigError(f"--metrics classes: needs labelled images, a job spec of {CLASSIFIER_DATASETS_TEXT} (or --features "
+                          f"classifier --featurizer WEIGHTS); {real_side(request, spec)}"
+                          + (", without class labels" if request.real.is_dir() else ""))
+    if "classes" in metrics and kind != "classifier":
+        raise ConfigError(f"--metrics classes: needs --features classifier (or auto), got --features {kind}")
+    if kind == "classifier" and metrics & EXTRACTOR_METRICS and not classifier_known:
+        raise ConfigError(f"--features classifier: zerosum trains a classifier for {CLASSIFIER_DATASETS_TEXT} only; "
+                          f"{real_side(request, spec)}; pass --featurizer WEIGHTS or use --features inception")
 
 
 def evaluation_spec(request: EvalRequest) -> JobSpec:
@@ -69,12 +145,14 @@ def evaluation_spec(request: EvalRequest) -> JobSpec:
     if request.featurizer:
         evals["featurizer_path"] = request.featurizer.resolve()
     spec = spec.model_copy(update={"eval": spec.eval.model_copy(update=evals)})
+    check_request(request, spec)
     return prepare_eval_spec(spec)
 
 
 def load_fakes(request: EvalRequest, spec: JobSpec) -> tuple[torch.Tensor, str]:
     """(fakes, their scale): from an image folder sized like the reals, or a logged generator."""
     if Path(request.fake).is_dir():
+        folder_images(Path(request.fake), "--fake")
         data = spec.data.model_copy(update={"name": "folder", "root": Path(request.fake).resolve(), "scale": "unit",
                                             "image_size": spec.data.image_size or 28})
         return load_dataset(data).samples[: request.num_samples], "unit"

@@ -121,6 +121,13 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
+def newest_trusted_folder(run_dir: Path) -> Path | None:
+    """The run folder's newest checkpoint (in report order) that passes its manifest."""
+    folders = sorted((p for p in run_dir.iterdir() if p.is_dir() and FOLDER_NAME.match(p.name)),
+                     key=lambda p: report_order(p.name), reverse=True)
+    return next((folder for folder in folders if checkpoint_problem(folder) is None), None)
+
+
 def write_checkpoint(folder: Path, rank: int, state: dict[str, Any] | None, rng: dict[str, Any],
                      config_yaml: str) -> None:
     """Write this rank's share of a checkpoint into `folder` (rank 0 adds the model state),

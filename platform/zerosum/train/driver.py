@@ -7,6 +7,7 @@ checkpoints there, and `record.json` (zerosum.records) holds the MLflow run so t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -106,13 +107,14 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, in
     run_dir, run = prepare_run(spec, resume, tracking.resolve_tracking_uri())
     init_ray(log_dir=run_dir, verbose=verbose)
     loop_config = {"job": job_to_dict(spec), "tracking_uri": run.tracking_uri, "run_id": run.run_id,
-                   "fault": fault_from_env(run_dir)}
+                   "run_dir": str(run_dir), "fault": fault_from_env(run_dir)}
     trainer = build_trainer(spec, run_dir, loop_config)
     try:
         with watch(run, spec.schedule.total_rounds) if watch else nullcontext():
             result = trainer.fit()
     except Exception as err:
-        run.end("FAILED")
+        with contextlib.suppress(Exception):  # the tracking server may be the thing that is down
+            run.end("FAILED")
         raise ZerosumError(f"training failed: {err}\nRay's logs: {run_dir / RAY_LOG}\n"
                            f"resume with: zerosum run SPEC --resume") from err
     finally:
@@ -124,19 +126,74 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, in
 
 
 def finish_run(spec: JobSpec, run_dir: Path, run: TrackedRun, checkpoint_dir: Path) -> RunResult:
-    """Log curves, a final grid and the generator (registered, alias 'candidate'); close the run."""
+    """A final grid on disk, then the tracking: curves, the generator (registered, alias
+    'candidate'), the run closed. If the tracking server does not answer, the run still
+    ends: its generator is in the checkpoint and `zerosum sync RUN_FOLDER` logs the rest."""
     state = ckpt.load_weights(checkpoint_dir / ckpt.STATE_FILE)
-    tracking.log_loss_curves(run)
     grid_path = run_dir / "samples.png"
     shape = describe_dataset(spec.data)
     save_png(sample_picture(spec, load_trained_generator(spec, state, shape), shape[1]), grid_path)
-    version = log_checkpoint_generator(spec, state, run, spec.tracking.register_as, "candidate")
-    run.end()
     record = FolderRecord.load(run_dir)
     record.finished_at = time.time()
+    try:
+        # What rank 0 could not send before it ended goes first: the server may be back.
+        _, left = drain_outbox(run_dir, run)
+        if left:
+            raise ConnectionError(f"{left} writes of the workers are still in the outbox")
+        model_uri = log_final_model(spec, run, state)
+        record.logged = True
+        notes = run_notes(run)
+    except Exception as err:  # noqa: BLE001 - MLflow, requests and OS errors alike mean "not logged yet"
+        record.logged = False
+        model_uri = None
+        notes = [f"the tracking server at {run.tracking_uri} did not take the run's results "
+                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no details'}); "
+                 f"they are kept in {run_dir}: send them with `zerosum sync {run_dir}`"]
     record.save(run_dir)
-    model_uri = f"models:/{spec.tracking.register_as}@candidate" if version else f"runs:/{run.run_id}/generator"
-    return RunResult(run_dir, run, int(state["rounds_done"]), model_uri, grid_path, {}, run_notes(run))
+    return RunResult(run_dir, run, int(state["rounds_done"]), model_uri, grid_path, {}, notes)
+
+
+def log_final_model(spec: JobSpec, run: TrackedRun, state: dict[str, Any]) -> str:
+    """Loss curves and the generator logged (registered when the spec asks), the run ended;
+    -> the model's URI."""
+    tracking.log_loss_curves(run)
+    version = log_checkpoint_generator(spec, state, run, spec.tracking.register_as, "candidate")
+    run.end()
+    return f"models:/{spec.tracking.register_as}@candidate" if version else f"runs:/{run.run_id}/generator"
+
+
+def drain_outbox(run_dir: Path, run: TrackedRun) -> tuple[int, int]:
+    """Send what the run's outbox still holds, in order; -> (sent, left)."""
+    from zerosum.outbox import drain, fail_fast_requests
+
+    # A server that is away must cost seconds here, not MLflow's minutes of retries.
+    fail_fast_requests()
+    return drain(run_dir, tracking.outbox_sender(run, run_dir))
+
+
+def sync_run(run_dir: Path) -> tuple[int, str | None]:
+    """`zerosum sync`: send what a run folder's outbox holds, then, if the run's results
+    were never logged, its generator from the newest trusted checkpoint.
+    -> (writes sent, model URI or None when the results were logged before)."""
+    from zerosum.config import load_job
+    from zerosum.outbox import OUTBOX_FOLDER
+
+    record = FolderRecord.load(run_dir)
+    run = TrackedRun(record.tracking_uri, record.run_id)
+    sent, left = drain_outbox(run_dir, run)
+    if left:
+        raise ZerosumError(f"the tracking server at {record.tracking_uri} took {sent} writes and refused the "
+                           f"next; {left} are still kept in {run_dir / OUTBOX_FOLDER}: run `zerosum sync` again")
+    if record.logged is not False:
+        return sent, None
+    checkpoint_dir = ckpt.newest_trusted_folder(run_dir)
+    if checkpoint_dir is None:
+        raise ZerosumError(f"{run_dir}: no checkpoint passes its manifest; there is no generator to log")
+    spec = load_job(run_dir / ckpt.CONFIG_FILE, check_paths=False)
+    model_uri = log_final_model(spec, run, ckpt.load_weights(checkpoint_dir / ckpt.STATE_FILE))
+    record.logged = True
+    record.save(run_dir)
+    return sent, model_uri
 
 
 def run_notes(run: TrackedRun) -> list[str]:

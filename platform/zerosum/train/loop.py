@@ -8,6 +8,7 @@ config (a plain dict, as Ray passes it):
     job: the resolved JobSpec as a dict
     tracking_uri, run_id: where rank 0 logs (run_id None = no MLflow); plain strings, not a
         TrackedRun, because unpickling one would load mlflow on every rank
+    run_dir: the run folder, where rank 0 keeps its outbox of MLflow writes (optional)
     fault: optional {"round", "rank", "marker", "kind"}: once, at that round, kill that worker
         (kind "kill") or fill its critic's weights with NaN (kind "nan"); tests
     overrides from Tune (e.g. "optim.d.lr") are applied to `job` by the caller.
@@ -90,14 +91,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 
 def rank0_logger(config: dict[str, Any], rank: int):
-    """The MLflow run logger on rank 0 when the run is tracked, else None.
+    """The MLflow run logger on rank 0 when the run is tracked, else None. Its writes go
+    through an outbox in the run folder when the loop config names one (`run_dir`).
 
     Imported here, not at the top: only rank 0 ever loads mlflow."""
     if rank != 0 or not config.get("run_id"):
         return None
-    from zerosum.tracking import RunLogger, TrackedRun
+    from zerosum.tracking import RunLogger, TrackedRun, outbox_sender
 
-    return RunLogger(TrackedRun(config["tracking_uri"], config["run_id"]))
+    run = TrackedRun(config["tracking_uri"], config["run_id"])
+    if not config.get("run_dir"):
+        return RunLogger(run)
+    from zerosum.outbox import Outbox, fail_fast_requests
+
+    fail_fast_requests()
+    run_dir = Path(config["run_dir"])
+    return RunLogger(run, outbox=Outbox(run_dir, outbox_sender(run, run_dir)))
 
 
 def train_worker(config: dict[str, Any], session: Session) -> None:
@@ -166,6 +175,11 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
         elif round_index % spec.checkpoint.every_rounds == 0:
             report(state, metrics, spec, session, health, good=False)
             last_reported = round_index
+    if logger is not None:
+        left = logger.close(spec.tracking.flush_timeout_s)
+        if left:
+            log.warning("%d tracking writes could not be sent yet; they are kept in the run folder "
+                        "(zerosum sync RUN_FOLDER sends them)", left)
 
 
 def roll_back(state: WorkerState, health: Health, evaluator: Evaluator, ctx: PhaseContext, logger,
@@ -179,7 +193,10 @@ def roll_back(state: WorkerState, health: Health, evaluator: Evaluator, ctx: Pha
     log.warning("rank %d: rollback %d at %s", health.rank, health.rollbacks, next(iter(tag.values())))
     if logger is not None:
         logger.set_tags(tag)
-        logger.log_metrics({"health/rollbacks": health.rollbacks, "health/lr_scale": health.lr_scale}, round_index)
+        logger.log_metrics({"health/rollbacks": health.rollbacks, "health/lr_scale": health.lr_scale}, round_index,
+                           always=True)
+        # The rounds trained again up to here are not logged a second time: each step keeps one value.
+        logger.skip_through(round_index)
 
 
 class ThroughputMeter:

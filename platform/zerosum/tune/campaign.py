@@ -189,7 +189,7 @@ def check_search_values(campaign: Campaign) -> None:
                 validate_job(job, source="base job", check_paths=False)
             except ConfigError as err:
                 raise ConfigError(f"{campaign.source}: campaign.search_space.{key}: the job schema rejects "
-                                  f"{value!r} ({domain.describe()}):\n{err}") from None
+                                  f"{value!r} ({domain.describe()}); {err}") from None
 
 
 # --------------------------------------------------------------------------- consistency
@@ -278,13 +278,20 @@ def check_search_algorithm(campaign: Campaign) -> None:
 
 
 def check_objective(campaign: Campaign) -> None:
-    """A known eval metric must be switched on in the base job's eval.metrics."""
+    """Each objective key must be one a trial reports: an eval/* key of a metric switched on
+    in the base job's eval.metrics, or a training metric (loss/d, d/real, ...; those vary by
+    method, so any namespaced key passes). Otherwise the trials would fail at their first
+    report, after Ray started."""
     metrics = campaign.base.eval.metrics
+    reported = ", ".join(k for k, needed in METRIC_SOURCES.items() if needed in metrics) or "no eval/* keys"
     for key in campaign.spec.objective.terms():
         needed = METRIC_SOURCES.get(key)
         if needed is not None and needed not in metrics:
             raise ConfigError(f"{campaign.source}: campaign.objective: {key} comes from eval.metrics '{needed}', "
                               f"which the base job does not compute (eval.metrics: {metrics})")
+        if needed is None and (key.startswith("eval/") or "/" not in key):
+            raise ConfigError(f"{campaign.source}: campaign.objective: {key} is not a metric that trials report; "
+                              f"the base job reports {reported} (eval.metrics: {metrics})")
 
 
 # --------------------------------------------------------------------------- trials

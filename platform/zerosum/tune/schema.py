@@ -24,7 +24,8 @@ CONTINUOUS = ("uniform", "loguniform", "randint")
 # Which `eval.metrics` entry produces which reported key (for objective checks).
 METRIC_SOURCES = {
     "eval/modes": "modes", "eval/hq_fraction": "modes", "eval/fid": "fid", "eval/kid": "kid",
-    "eval/mmd2": "mmd", "eval/mmd_pvalue": "mmd", "eval/classes_covered": "classes",
+    "eval/kid_std": "kid", "eval/mmd2": "mmd", "eval/mmd_pvalue": "mmd", "eval/classes_covered": "classes",
+    "eval/class_kl": "classes",
 }
 OBJECTIVE_KEY = "objective"
 # Inside a campaign folder: the trials' ledgers, stamps in checkpoints, Ray Train trial runs.
@@ -163,7 +164,7 @@ class CampaignSpec(StrictModel):
     name: str | None = Field(None, pattern=_NAME_PATTERN, description="default: the file's stem")
     description: str = ""
     base: Path | None = Field(None, description="base job spec, relative to the campaign file")
-    search_space: dict[str, DomainSpec] = Field(min_length=1)
+    search_space: dict[str, DomainSpec]
     objective: ObjectiveSpec
     scheduler: SchedulerSpec = Field(default_factory=FifoSpec)
     search: SearchSpec = Field(default_factory=SearchSpec)
@@ -175,7 +176,11 @@ class CampaignSpec(StrictModel):
 
     @field_validator("search_space")
     @classmethod
-    def _dotted_keys(cls, space: dict[str, DomainSpec]) -> dict[str, DomainSpec]:
+    def _dotted_paths(cls, space: dict[str, DomainSpec]) -> dict[str, DomainSpec]:
+        """At least one path, each dotted like optim.d.lr."""
+        if not space:
+            # pydantic's min_length would say "Dictionary should have at least 1 item".
+            raise ValueError("needs at least 1 path to search, e.g. optim.d.lr: {loguniform: [1.0e-5, 1.0e-2]}")
         for key in space:
             if not key or any(not part for part in key.split(".")):
                 raise ValueError(f"'{key}' is not a dotted path like optim.d.lr")

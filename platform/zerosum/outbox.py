@@ -1,0 +1,214 @@
+"""A run's MLflow writes, kept on disk and sent in order: training never waits for the server.
+
+Rank 0 appends every metric batch, tag batch and sample image to the run folder's
+`tracking-outbox/` before anything is sent:
+
+    journal.jsonl   one JSON entry per write: {"seq", "kind", "step", "time_ms", "data"}
+    images/<seq>.png  the image of an "image" entry
+    sent.json       {"seq": the last entry the server accepted}
+
+A sender thread sends entries in `seq` order. When the server does not answer it
+retries the same entry with backoff (1 s doubling to 30 s), so that nothing is
+skipped and nothing overtakes; training goes on meanwhile. Each entry carries the
+time it was made, so a metric re-sent after a crash between sending and recording
+`sent.json` is the same row, which MLflow's store keeps once. At the end of a run
+`close(timeout_s)` waits for the queue to drain; whatever is left stays on disk, and
+`zerosum sync RUN_FOLDER` sends it later (`drain`).
+
+Bounded: images stop being kept once `images/` holds `IMAGE_BUDGET_BYTES`; metrics
+and tags (tens of bytes each) always are. The queue knows nothing of MLflow: what sends
+an entry is `zerosum.tracking.send_outbox_entry`, bound to a run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zerosum.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FOLDER = "tracking-outbox"
+JOURNAL_FILE = "journal.jsonl"
+SENT_FILE = "sent.json"
+IMAGE_BUDGET_BYTES = 256 * 1024 * 1024
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 1.0, 30.0
+# One request must fail fast while the server is away: the sender, not MLflow's own
+# retries (7 by default, minutes in all), decides when to try again.
+REQUEST_TIMEOUT_S, REQUEST_RETRIES = "10", "0"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One MLflow write. kind: "metrics" (data {key: value}), "tags" ({key: text}) or
+    "image" (data {"key"}; the PNG is images/<seq>.png)."""
+
+    seq: int
+    kind: str
+    step: int | None
+    time_ms: int
+    data: dict[str, Any]
+
+    def line(self) -> str:
+        return json.dumps({"seq": self.seq, "kind": self.kind, "step": self.step, "time_ms": self.time_ms,
+                           "data": self.data}, allow_nan=True)
+
+
+def read_journal(folder: Path) -> list[Entry]:
+    """Every entry in the journal; a last line cut short by a crash is dropped (never sent,
+    since an entry is queued only after its line is on disk)."""
+    path = folder / JOURNAL_FILE
+    if not path.is_file():
+        return []
+    entries = []
+    for text in path.read_text().splitlines():
+        try:
+            entries.append(Entry(**json.loads(text)))
+        except (ValueError, TypeError):
+            log.warning("%s: a line cut short was dropped", path)
+    return entries
+
+
+def read_sent(folder: Path) -> int:
+    path = folder / SENT_FILE
+    return int(json.loads(path.read_text())["seq"]) if path.is_file() else 0
+
+
+def fail_fast_requests() -> None:
+    """This process's MLflow HTTP requests time out in seconds and are not retried by MLflow."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT_S)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", REQUEST_RETRIES)
+
+
+class Outbox:
+    """The on-disk queue of one run's writes and the thread that sends them.
+
+    send: callable(entry) that raises while the server is away (tracking.outbox_sender(run, folder)).
+    """
+
+    def __init__(self, run_dir: Path, send: Callable[[Entry], None], start: bool = True):
+        self.folder = run_dir / OUTBOX_FOLDER
+        (self.folder / "images").mkdir(parents=True, exist_ok=True)
+        self.send = send
+        journal = read_journal(self.folder)
+        self.sent_seq = read_sent(self.folder)
+        self.next_seq = (journal[-1].seq if journal else 0) + 1
+        self.queue = [entry for entry in journal if entry.seq > self.sent_seq]
+        self.high_water: dict[str, int] = {}  # metric key -> highest step journaled (RunLogger skips below it)
+        self.tag_keys: set[str] = set()
+        for entry in journal:
+            self.note(entry)
+        self.image_bytes = sum(p.stat().st_size for p in (self.folder / "images").glob("*.png"))
+        self.dropped_images = 0
+        self.failures = 0
+        self.condition = threading.Condition()
+        # Set by close(): ends a backoff early (new entries do not: they would turn the
+        # backoff into a retry per write while the server is away).
+        self.closing_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="zerosum-outbox", daemon=True)
+        if start:
+            self.thread.start()
+
+    # -- producer side (the training loop)
+
+    def put(self, kind: str, data: dict[str, Any], step: int | None = None, png: bytes | None = None) -> None:
+        """Journal one write (on disk first), then queue it for the sender."""
+        with self.condition:
+            entry = Entry(self.next_seq, kind, step, int(time.time() * 1000), data)
+            if png is not None:
+                if self.image_bytes + len(png) > IMAGE_BUDGET_BYTES:
+                    self.dropped_images += 1
+                    return
+                (self.folder / "images" / f"{entry.seq}.png").write_bytes(png)
+                self.image_bytes += len(png)
+            with (self.folder / JOURNAL_FILE).open("a") as journal:
+                journal.write(entry.line() + "\n")
+                journal.flush()
+                os.fsync(journal.fileno())
+            self.next_seq += 1
+            self.note(entry)
+            self.queue.append(entry)
+            self.condition.notify()
+
+    def note(self, entry: Entry) -> None:
+        """Keep the journal's high-water marks: each metric's last step, every tag key."""
+        if entry.kind == "metrics":
+            for key in entry.data:
+                self.high_water[key] = max(self.high_water.get(key, -1), entry.step)
+        elif entry.kind == "tags":
+            self.tag_keys.update(entry.data)
+
+    def pending(self) -> int:
+        with self.condition:
+            return len(self.queue)
+
+    def close(self, timeout_s: float) -> int:
+        """Wait up to `timeout_s` for every entry to be sent; -> how many are left on disk."""
+        deadline = time.monotonic() + timeout_s
+        self.closing_event.set()
+        with self.condition:
+            while self.queue and time.monotonic() < deadline and self.thread.is_alive():
+                self.condition.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            left = len(self.queue)
+        return left
+
+    # -- sender side
+
+    def _run(self) -> None:
+        backoff = BACKOFF_FIRST_S
+        while True:
+            with self.condition:
+                while not self.queue:
+                    self.condition.wait(timeout=1.0)
+                entry = self.queue[0]
+            try:
+                self.send(entry)
+            except Exception as err:  # noqa: BLE001 - any failure means "not sent yet"
+                self.failures += 1
+                if self.failures == 1 or self.failures % 10 == 0:
+                    log.warning("tracking server did not take entry %d (%s); retrying in %.0f s",
+                                entry.seq, type(err).__name__, backoff)
+                self.closing_event.wait(timeout=backoff)
+                backoff = min(2 * backoff, BACKOFF_MAX_S)
+                continue
+            backoff = BACKOFF_FIRST_S
+            with self.condition:
+                self.queue.pop(0)
+                self.sent_seq = entry.seq
+                atomic_write_text(json.dumps({"seq": entry.seq}), self.folder / SENT_FILE)
+                self.condition.notify_all()
+
+
+def drain(run_dir: Path, send: Callable[[Entry], None]) -> tuple[int, int]:
+    """Send what a run's outbox still holds, in order, now (`zerosum sync`); stops at the
+    first failure. -> (sent, left)."""
+    folder = run_dir / OUTBOX_FOLDER
+    sent_seq = read_sent(folder)
+    queue = [entry for entry in read_journal(folder) if entry.seq > sent_seq]
+    for done, entry in enumerate(queue):
+        try:
+            send(entry)
+        except Exception:  # noqa: BLE001 - reported as what is left
+            return done, len(queue) - done
+        atomic_write_text(json.dumps({"seq": entry.seq}), folder / SENT_FILE)
+    return len(queue), 0
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 (H, W, C) -> PNG bytes."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+    return buffer.getvalue()
