@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/zerosum run jobs/quickstart.yaml
 
 test: $(TEST_STAMP) browser
-	$(BIN)/python -m pytest -m "not gpu" -q
+	$(BIN)/python -m pytest -m "not gpu" -q --durations=25
 
 # tests/cli/test_ui_browser.py drives Debian's chromium through chromium-driver
 # (browsers that download themselves are not used). As root on Debian this installs them;

@@ -80,6 +80,17 @@ def read_journal(folder: Path) -> list[Entry]:
     return entries
 
 
+def cut_partial_line(path: Path) -> None:
+    """Drop a last line that a killed writer left without its newline: the next entry
+    appended after it would otherwise be glued to it, and both lost."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as journal:
+            journal.truncate(data.rfind(b"\n") + 1)
+
+
 def read_sent(folder: Path) -> int:
     path = folder / SENT_FILE
     return int(json.loads(path.read_text())["seq"]) if path.is_file() else 0
@@ -101,6 +112,7 @@ class Outbox:
         self.folder = run_dir / OUTBOX_FOLDER
         (self.folder / "images").mkdir(parents=True, exist_ok=True)
         self.send = send
+        cut_partial_line(self.folder / JOURNAL_FILE)
         journal = read_journal(self.folder)
         self.sent_seq = read_sent(self.folder)
         self.next_seq = (journal[-1].seq if journal else 0) + 1

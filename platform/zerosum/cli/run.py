@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_job(spec, resume=args.resume, watch=watch_run, verbose=args.verbose)
     print(f"run folder:   {result.run_dir}")
     print(f"mlflow run:   {result.run.run_id} (rounds done: {result.rounds_done})")
-    print(f"model:        {result.model_uri}")
+    print(f"model:        {result.model_uri or 'not logged yet (see the note below)'}")
     print(f"sample grid:  {result.grid_path}")
     if result.final_metrics:
         print("last eval:    " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(result.final_metrics.items())))

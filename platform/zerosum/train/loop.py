@@ -61,7 +61,8 @@ def maybe_inject_fault(fault: dict | None, round_index: int, rank: int, state: W
         return
     marker.parent.mkdir(parents=True, exist_ok=True)
     kind = fault.get("kind", "kill")
-    marker.write_text(f"{kind}: rank {rank} at round {round_index}\n")
+    marker.write_text(f"killed rank {rank} at round {round_index}\n" if kind == "kill"
+                      else f"filled rank {rank}'s critic with NaN at round {round_index}\n")
     if kind == "nan":
         names = state.method.critic_group or state.method.generator_group
         with torch.no_grad():
