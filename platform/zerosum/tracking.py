@@ -260,6 +260,27 @@ def log_loss_curves(run: TrackedRun) -> None:
     plt.close(figure)
 
 
+@contextlib.contextmanager
+def fluent_tracking_uri(uri: str):
+    """MLflow's process-wide tracking URI set to `uri` for the body, then put back as it was.
+
+    `log_model` only speaks through the fluent API. Setting its URI for good would point
+    every later client's registry (and MLFLOW_TRACKING_URI, which mlflow.set_tracking_uri
+    also writes) at this run's store, past the end of the call."""
+    from mlflow.tracking._tracking_service import utils  # pinned mlflow: the explicitly set URI
+
+    saved_uri, saved_env = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+
+
 def log_generator(run: TrackedRun, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
                   metadata: dict[str, Any], register_as: str | None, alias: str = "candidate") -> str | None:
     """Log G as a pt2 model (no pickle), register it and point `alias` at the new version.
@@ -274,7 +295,6 @@ def log_generator(run: TrackedRun, model: torch.nn.Module, example_inputs: tuple
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    mlflow.set_tracking_uri(run.tracking_uri)
     names = ["z", "y"][: len(example_inputs)]
     inputs = Schema([TensorSpec(np.dtype(str(t.dtype).removeprefix("torch.")), (-1, *t.shape[1:]), name)
                      for name, t in zip(names, example_inputs)])
@@ -285,7 +305,7 @@ def log_generator(run: TrackedRun, model: torch.nn.Module, example_inputs: tuple
     # MLflow prints "Successfully registered model ..." to stderr itself; zerosum's summary
     # says where the model is, so that line goes to the debug log instead.
     said = io.StringIO()
-    with mlflow.start_run(run_id=run.run_id), contextlib.redirect_stderr(said):
+    with fluent_tracking_uri(run.tracking_uri), mlflow.start_run(run_id=run.run_id), contextlib.redirect_stderr(said):
         info = mlflow.pytorch.log_model(
             model, name="generator", input_example=example, signature=ModelSignature(inputs, outputs),
             metadata=metadata, registered_model_name=register_as, serialization_format="pt2",
