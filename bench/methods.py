@@ -62,9 +62,10 @@ def capped(spec, max_rounds: int | None):
     return spec.model_copy(update={"schedule": spec.schedule.model_copy(update={"max_rounds": max_rounds})})
 
 
-def eval_history(run, key: str) -> list[tuple[int, float]]:
-    steps, values = run.metric_history(key)
-    return list(zip(steps, values))
+def eval_histories(run, keys: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
+    """{key: [(round, value)]} for the keys the run logged."""
+    histories = {key: list(zip(*run.metric_history(key))) for key in keys}
+    return {key: history for key, history in histories.items() if history}
 
 
 def infogan_accuracy(run, per_code: int = 500) -> float:
@@ -88,8 +89,7 @@ def measure(path: Path, args: argparse.Namespace, workdir: Path) -> dict:
         "job": spec.name, "method": spec.method, "rounds": result.rounds_done, "workers": spec.scaling.num_workers,
         "wall_s": round(wall_s, 1), "images_per_s": round(statistics.median(rates[1:] or rates), 1),
         "final": {k: v for k, v in result.final_metrics.items() if k in SHOWN},
-        "history": {k: eval_history(result.run, k) for k in ("eval/fid", "eval/classes_covered", "eval/modes")
-                    if result.run.metric_history(k)[0]},
+        "history": eval_histories(result.run, ("eval/fid", "eval/classes_covered", "eval/modes")),
     }
     if spec.method == "infogan":
         row["category_accuracy"] = round(infogan_accuracy(result.run), 4)

@@ -116,15 +116,16 @@ class MlflowServer:
         self.process = None
 
 
-class StorageSession:
-    """A one-process Session that keeps reported checkpoints as Ray Train does: each in
-    `storage/<folder name>` (copied out of the loop's temporary folder), newest last.
+class LocalSession:
+    """The loop's Session in this process, rank 0 of 1, on the CPU. Reported checkpoints
+    are kept as Ray Train keeps them: each in `storage/<folder name>` (copied out of the
+    loop's temporary folder), newest last.
 
     resume_from: the checkpoint folder `get_checkpoint` returns (None: a fresh run)."""
 
     rank, world_size = 0, 1
 
-    def __init__(self, storage: Path, resume_from: Path | None = None):
+    def __init__(self, storage: Path | None = None, resume_from: Path | None = None):
         import torch
 
         self.device = torch.device("cpu")
@@ -144,6 +145,7 @@ class StorageSession:
 
         from zerosum.train.checkpoint import folder_name
 
+        assert self.storage is not None, "this LocalSession was made without storage for reports"
         name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))
         shutil.copytree(checkpoint.path, self.storage / name)
         self.reports.append({**metrics, "folder": name, "time": time.monotonic()})

@@ -114,15 +114,17 @@ def load_digits_dataset(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images[part], bunch.target[part].astype(np.int64)
 
 
+IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")  # what an image folder may hold
+
+
 def load_image_folder(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     """root/<class>/*.png|jpg (or images directly in root) -> uint8 (N, C, S, S), labels by subfolder."""
     from PIL import Image
 
     root = Path(spec.root)
-    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DataError(f"data.root: no images ({', '.join(sorted(suffixes))}) under {root}")
+        raise DataError(f"data.root: no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
     classes = sorted({p.parent.name for p in files if p.parent != root})
     mode = "L" if spec.channels == 1 else "RGB"
     size = (spec.image_size, spec.image_size)

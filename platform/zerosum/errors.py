@@ -11,3 +11,10 @@ class ConfigError(ZerosumError, ValueError):
 
 class DataError(ZerosumError):
     """A dataset could not be found or read. The message names the path and what to do."""
+
+
+def first_line(message: object, empty: str = "no details") -> str:
+    """A message (an exception's, say) on one line: MLflow's, Ray's and requests' carry
+    stacks and hints below the first; `empty` when there is nothing at all."""
+    text = str(message).strip()
+    return text.splitlines()[0] if text else empty

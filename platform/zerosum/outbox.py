@@ -22,7 +22,6 @@ an entry is `zerosum.tracking.send_outbox_entry`, bound to a run.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from zerosum.files import atomic_write_text
+from zerosum.pictures import save_png
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ class Outbox:
         self.send = send
         cut_partial_line(self.folder / JOURNAL_FILE)
         journal = read_journal(self.folder)
-        self.sent_seq = read_sent(self.folder)
+        sent_seq = read_sent(self.folder)
         self.next_seq = (journal[-1].seq if journal else 0) + 1
-        self.queue = [entry for entry in journal if entry.seq > self.sent_seq]
+        self.queue = [entry for entry in journal if entry.seq > sent_seq]
         self.high_water: dict[str, int] = {}  # metric key -> highest step journaled (RunLogger skips below it)
         self.tag_keys: set[str] = set()
         for entry in journal:
@@ -134,16 +134,18 @@ class Outbox:
 
     # -- producer side (the training loop)
 
-    def put(self, kind: str, data: dict[str, Any], step: int | None = None, png: bytes | None = None) -> None:
-        """Journal one write (on disk first), then queue it for the sender."""
+    def put(self, kind: str, data: dict[str, Any], step: int | None = None, image: np.ndarray | None = None) -> None:
+        """Journal one write (on disk first), then queue it for the sender.
+        image: uint8 (H, W, 3) for an "image" entry, kept as images/<seq>.png."""
         with self.condition:
             entry = Entry(self.next_seq, kind, step, int(time.time() * 1000), data)
-            if png is not None:
-                if self.image_bytes + len(png) > IMAGE_BUDGET_BYTES:
+            if image is not None:
+                if self.image_bytes >= IMAGE_BUDGET_BYTES:
                     self.dropped_images += 1
                     return
-                (self.folder / "images" / f"{entry.seq}.png").write_bytes(png)
-                self.image_bytes += len(png)
+                path = self.folder / "images" / f"{entry.seq}.png"
+                save_png(image, path)
+                self.image_bytes += path.stat().st_size
             with (self.folder / JOURNAL_FILE).open("a") as journal:
                 journal.write(entry.line() + "\n")
                 journal.flush()
@@ -173,7 +175,28 @@ class Outbox:
             while self.queue and time.monotonic() < deadline and self.thread.is_alive():
                 self.condition.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             left = len(self.queue)
+        if self.dropped_images:
+            log.warning("%d sample grids were not kept: the outbox's images reached %d MiB",
+                        self.dropped_images, IMAGE_BUDGET_BYTES >> 20)
         return left
+
+    def send_now(self) -> tuple[int, int]:
+        """Send the queue in order in this thread, stopping at the first failure (the
+        sender thread must not be running). -> (sent, left)."""
+        sent = 0
+        while self.queue:
+            try:
+                self.send(self.queue[0])
+            except Exception:  # noqa: BLE001 - reported as what is left
+                break
+            self._sent()
+            sent += 1
+        return sent, len(self.queue)
+
+    def _sent(self) -> None:
+        """The head of the queue reached the server: drop it and record it on disk."""
+        entry = self.queue.pop(0)
+        atomic_write_text(json.dumps({"seq": entry.seq}), self.folder / SENT_FILE)
 
     # -- sender side
 
@@ -196,31 +219,11 @@ class Outbox:
                 continue
             backoff = BACKOFF_FIRST_S
             with self.condition:
-                self.queue.pop(0)
-                self.sent_seq = entry.seq
-                atomic_write_text(json.dumps({"seq": entry.seq}), self.folder / SENT_FILE)
+                self._sent()
                 self.condition.notify_all()
 
 
 def drain(run_dir: Path, send: Callable[[Entry], None]) -> tuple[int, int]:
-    """Send what a run's outbox still holds, in order, now (`zerosum sync`); stops at the
-    first failure. -> (sent, left)."""
-    folder = run_dir / OUTBOX_FOLDER
-    sent_seq = read_sent(folder)
-    queue = [entry for entry in read_journal(folder) if entry.seq > sent_seq]
-    for done, entry in enumerate(queue):
-        try:
-            send(entry)
-        except Exception:  # noqa: BLE001 - reported as what is left
-            return done, len(queue) - done
-        atomic_write_text(json.dumps({"seq": entry.seq}), folder / SENT_FILE)
-    return len(queue), 0
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """uint8 (H, W, C) -> PNG bytes."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    """Send what a run's outbox still holds, in order, now (`zerosum sync`, the end of a
+    run); stops at the first failure. -> (sent, left)."""
+    return Outbox(run_dir, send, start=False).send_now()

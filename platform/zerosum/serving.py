@@ -18,7 +18,7 @@ from torch import nn
 from zerosum.catalog import is_image_data, kind_of_shape
 from zerosum.config import JobSpec
 from zerosum.data import describe_dataset, load_dataset, to_unit_images
-from zerosum.errors import ZerosumError
+from zerosum.errors import ZerosumError, first_line
 from zerosum.latent import LatentCodes
 from zerosum.pictures import image_grid, samples_to_image, save_png, scatter_image, side_by_side
 from zerosum.train.build import NoiseSource, build_generator_for, noise_source_for
@@ -150,7 +150,7 @@ def load_generator(model_uri: str) -> tuple[nn.Module, dict[str, Any]]:
     try:
         return tracking.load_generator(model_uri)
     except Exception as err:  # mlflow raises several types for a bad URI
-        raise ZerosumError(f"{model_uri}: cannot load model ({first_line(err)}; "
+        raise ZerosumError(f"{model_uri}: cannot load model ({first_line(err, type(err).__name__)}; "
                            f"MLflow store {tracking.resolve_tracking_uri()})") from None
 
 
@@ -161,12 +161,6 @@ def check_model_uri(model_uri: str) -> None:
     if MODEL_URI_SCHEME.match(model_uri) or Path(model_uri).exists():
         return
     raise ZerosumError(f"{model_uri}: no such folder, and not a model URI ({MODEL_URI_FORMS})")
-
-
-def first_line(err: BaseException) -> str:
-    """An exception's message on one line (MLflow's may carry a stack or a hint below)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def sample_to_png(model_uri: str, n: int, output: Path, label: int | None = None, seed: int = 0,

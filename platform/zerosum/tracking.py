@@ -190,9 +190,7 @@ class RunLogger:
         if step <= self.last_logged_step:
             return
         if self.outbox is not None:
-            from zerosum.outbox import png_bytes
-
-            self.outbox.put("image", {"key": "samples"}, step, png=png_bytes(image))
+            self.outbox.put("image", {"key": "samples"}, step, image=image)
         else:
             self.run.log_image(image, key="samples", step=step)
 

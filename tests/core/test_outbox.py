@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 from zerosum import outbox
 from zerosum.outbox import Outbox, drain, read_journal
 
@@ -61,8 +63,9 @@ def test_a_line_cut_short_by_a_kill_is_dropped_and_does_not_swallow_the_next(tmp
 
 
 def test_images_beyond_the_budget_are_dropped_and_counted(tmp_path, monkeypatch):
-    monkeypatch.setattr(outbox, "IMAGE_BUDGET_BYTES", 10)
+    monkeypatch.setattr(outbox, "IMAGE_BUDGET_BYTES", 10)  # less than one PNG: the second is over
     box = Outbox(tmp_path, FlakyServer(), start=False)
-    box.put("image", {"key": "samples"}, 1, png=b"12345678")
-    box.put("image", {"key": "samples"}, 2, png=b"12345678")
+    grid = np.zeros((8, 8, 3), dtype=np.uint8)
+    box.put("image", {"key": "samples"}, 1, image=grid)
+    box.put("image", {"key": "samples"}, 2, image=grid)
     assert box.dropped_images == 1 and box.pending() == 1

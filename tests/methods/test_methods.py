@@ -13,7 +13,7 @@ from zerosum.methods import METHODS, PhaseContext, method_for
 from zerosum.train.loop import train_one_round
 from zerosum.train.state import build_worker_state, group_players
 from zerosum.train.steps import no_autocast, run_phase
-from zerosum_testing import JOBS
+from zerosum_testing import JOBS, LocalSession
 
 SHAPE = (1, 8, 8)
 BASE = ["data.name=digits", "model.g.arch=dcgan", "model.d.arch=dcgan", "model.g.base_channels=8",
@@ -26,16 +26,6 @@ METHOD_SETS = {
     "infogan": ["method=infogan", "model.codes.categorical=10", "model.codes.continuous=2"],
 }
 EXPECTED_PLAYERS = {"gan": {"g", "d"}, "gmmn": {"g"}, "mmd-gan": {"g", "d"}, "infogan": {"g", "d", "q"}}
-
-
-class OneProcess:
-    rank, world_size, device = 0, 1, torch.device("cpu")
-
-    def prepare_model(self, model):
-        return model
-
-    def get_checkpoint(self):
-        return None
 
 
 def spec_for(method: str):
@@ -76,7 +66,7 @@ def test_the_registry_is_the_catalog():
 @pytest.mark.parametrize("method", list(METHOD_SETS))
 def test_each_phase_moves_exactly_its_players(method):
     spec = spec_for(method)
-    state = build_worker_state(spec, SHAPE, 10, OneProcess())
+    state = build_worker_state(spec, SHAPE, 10, LocalSession())
     assert set(state.players) == EXPECTED_PLAYERS[method]
     ctx = context(spec, state)
     groups = group_players(state.method)
@@ -100,7 +90,7 @@ def test_each_phase_moves_exactly_its_players(method):
 @pytest.mark.parametrize("method", list(METHOD_SETS))
 def test_a_round_of_the_loop_trains_every_player_and_checkpoints_them(method):
     spec = spec_for(method)
-    state = build_worker_state(spec, SHAPE, 10, OneProcess())
+    state = build_worker_state(spec, SHAPE, 10, LocalSession())
     before = snapshot(state.players)
     batches = iter(lambda: (torch.rand(8, *SHAPE) * 2 - 1, torch.randint(10, (8,))), None)
     metrics = train_one_round(state, batches, spec.schedule, context(spec, state))
@@ -116,7 +106,7 @@ def test_every_trained_parameter_gets_a_gradient():
     once kept D's unused logit head): each phase must touch all of its players' parameters."""
     for method in METHOD_SETS:
         spec = spec_for(method)
-        state = build_worker_state(spec, SHAPE, 10, OneProcess())
+        state = build_worker_state(spec, SHAPE, 10, LocalSession())
         ctx = context(spec, state)
         groups = group_players(state.method)
         for side, loss in (("d", state.method.critic_loss), ("g", state.method.generator_loss)):

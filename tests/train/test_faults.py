@@ -1,5 +1,5 @@
 """Faults inside one worker, healed without Ray: a diverged run rolls back, a checkpoint
-cut short is skipped on resume. The loop runs in-process on a StorageSession (checkpoints
+cut short is skipped on resume. The loop runs in-process on a LocalSession (checkpoints
 kept as Ray keeps them), logging to an MLflow store in tmp_path."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from zerosum.config import job_to_dict, job_to_yaml, load_job
 from zerosum.tracking import TrackedRun
 from zerosum.train import checkpoint as ckpt
 from zerosum.train.loop import train_worker
-from zerosum_testing import JOBS, StorageSession
+from zerosum_testing import JOBS, LocalSession
 
 LR = 1.0e-3  # ring8-mlp.yaml's lr for both players
 SMALL = ["data.num_samples=2000", "schedule.batch_size=64", "schedule.log_every_rounds=5",
@@ -35,7 +35,7 @@ def train(spec, tmp_path, session, fault=None) -> TrackedRun:
 
 def test_a_nan_critic_is_rolled_back_once_with_halved_lrs(tmp_path):
     spec = small_job(40, "schedule.on_divergence=rollback")
-    session = StorageSession(tmp_path)
+    session = LocalSession(tmp_path)
     # D's weights become NaN before round 15; the eval at round 20 sees the NaN losses.
     fault = {"kind": "nan", "round": 15, "rank": 0, "marker": str(tmp_path / "fault")}
     run = train(spec, tmp_path, session, fault)
@@ -63,7 +63,7 @@ def test_a_nan_critic_is_rolled_back_once_with_halved_lrs(tmp_path):
 
 
 def test_a_divergence_with_the_default_policy_stops_on_the_last_good_checkpoint(tmp_path):
-    session = StorageSession(tmp_path)
+    session = LocalSession(tmp_path)
     fault = {"kind": "nan", "round": 15, "rank": 0, "marker": str(tmp_path / "fault")}
     run = train(small_job(40), tmp_path, session, fault)
     assert [r["folder"] for r in session.reports] == ["round_0000010"]
@@ -74,7 +74,7 @@ def test_a_divergence_with_the_default_policy_stops_on_the_last_good_checkpoint(
 def test_rollbacks_stop_at_max_rollbacks(tmp_path):
     """A fault that poisons D every time round 15 comes round: two rollbacks, then a stop."""
     spec = small_job(60, "schedule.on_divergence=rollback", "schedule.max_rollbacks=2")
-    session = StorageSession(tmp_path)
+    session = LocalSession(tmp_path)
     fault = {"kind": "nan", "round": 15, "rank": 0}
     # The hook fires once per marker file; a fresh marker at each reading fires it every time.
     markers = iter(str(tmp_path / f"fault{i}") for i in range(10))
@@ -102,7 +102,7 @@ def trained_to_30(tmp_path):
     """A run with whole checkpoints at rounds 10, 20 and 30 in tmp_path/'first'."""
     storage = tmp_path / "first"
     storage.mkdir()
-    train(small_job(30), tmp_path, StorageSession(storage))
+    train(small_job(30), tmp_path, LocalSession(storage))
     return storage
 
 
@@ -110,7 +110,7 @@ def test_resume_skips_a_truncated_checkpoint_for_the_one_before(tmp_path):
     storage = trained_to_30(tmp_path)
     state = storage / "round_0000030" / ckpt.STATE_FILE
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
-    session = StorageSession(storage, resume_from=storage / "round_0000030")
+    session = LocalSession(storage, resume_from=storage / "round_0000030")
     session.storage = tmp_path / "second"
     session.storage.mkdir()
     run = train(small_job(40), tmp_path, session)
@@ -126,7 +126,7 @@ def test_resume_skips_a_truncated_checkpoint_for_the_one_before(tmp_path):
 def test_resume_without_a_manifest_uses_the_one_before_and_with_none_starts_fresh(tmp_path):
     storage = trained_to_30(tmp_path)
     (storage / "round_0000030" / "manifest-rank0.json").unlink()
-    session = StorageSession(storage, resume_from=storage / "round_0000030")
+    session = LocalSession(storage, resume_from=storage / "round_0000030")
     session.storage = tmp_path / "second"
     session.storage.mkdir()
     run = train(small_job(40), tmp_path, session)
@@ -135,7 +135,7 @@ def test_resume_without_a_manifest_uses_the_one_before_and_with_none_starts_fres
 
     for name in ("round_0000010", "round_0000020"):
         (storage / name / "manifest-rank0.json").unlink()
-    session = StorageSession(storage, resume_from=storage / "round_0000030")
+    session = LocalSession(storage, resume_from=storage / "round_0000030")
     session.storage = tmp_path / "third"
     session.storage.mkdir()
     run = train(small_job(20), tmp_path, session)

@@ -18,7 +18,7 @@ from zerosum.config import job_to_dict, load_job
 from zerosum.records import FolderRecord
 from zerosum.tracking import TrackedRun
 from zerosum.train.loop import train_worker
-from zerosum_testing import JOBS, MlflowServer, StorageSession
+from zerosum_testing import JOBS, LocalSession, MlflowServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -36,38 +36,20 @@ def wait_for_step(run: TrackedRun, key: str, step: int, timeout: float = 120) ->
 
 
 class Outage(threading.Thread):
-    """Kills the server once the run has logged `after_step` of loss/d, and starts it again
-    `restart_after_s` later (never, when None). The run is `run`, or the one whose folder
-    appears under `runs_root`."""
+    """Kills the server once `run` has logged `after_step` of loss/d; the test restarts it."""
 
-    def __init__(self, server: MlflowServer, run: TrackedRun | None, after_step: int,
-                 restart_after_s: float | None = None, runs_root=None):
+    def __init__(self, server: MlflowServer, run: TrackedRun, after_step: int):
         super().__init__(daemon=True)
         self.server, self.run_to_watch, self.after_step = server, run, after_step
-        self.restart_after_s, self.runs_root = restart_after_s, runs_root
-        self.killed_at = self.back_at = None
+        self.killed_at: float | None = None
         self.error: BaseException | None = None
         self.start()
 
-    def find_run(self) -> TrackedRun:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            records = list(self.runs_root.glob("*/record.json"))
-            if records:
-                return TrackedRun(self.server.uri, FolderRecord.load(records[0].parent).run_id)
-            time.sleep(0.5)
-        raise AssertionError(f"no run folder appeared under {self.runs_root}")
-
     def run(self) -> None:  # noqa: D102 - threading.Thread's hook
         try:
-            run = self.run_to_watch or self.find_run()
-            wait_for_step(run, "loss/d", self.after_step)
+            wait_for_step(self.run_to_watch, "loss/d", self.after_step)
             self.server.kill()
             self.killed_at = time.monotonic()
-            if self.restart_after_s is not None:
-                time.sleep(self.restart_after_s)
-                self.server.start()
-                self.back_at = time.monotonic()
         except BaseException as err:  # noqa: BLE001 - handed to the test
             self.error = err
 
@@ -104,7 +86,7 @@ def test_training_goes_on_while_the_server_is_down_and_zerosum_sync_sends_the_re
         config = {"job": job_to_dict(spec), "tracking_uri": server.uri, "run_id": run.run_id,
                   "run_dir": str(run_dir)}
         outage = Outage(server, run, after_step=3 * LOG_EVERY)
-        session = StorageSession(run_dir)
+        session = LocalSession(run_dir)
         train_worker(config, session)
         outage.join(timeout=60)
         assert outage.error is None, outage.error

@@ -7,7 +7,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import ray.train
 import torch
 import yaml
 
@@ -19,7 +18,7 @@ from zerosum.tune.campaign import describe_campaign, load_campaign
 from zerosum.tune.champion import find_champion
 from zerosum.tune.report import COMPLETED, STOPPED, best_so_far, read_ledgers, trial_row, trials_csv
 from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY, REPORT_FILE
-from zerosum_testing import JOBS
+from zerosum_testing import JOBS, LocalSession
 
 BASE = {
     "name": "ring8-small",
@@ -184,24 +183,11 @@ def test_trial_spec_checkpoints_at_every_evaluation(tmp_path):
     assert spec.checkpoint.keep is None
 
 
-class FakeSession:
-    rank, world_size, device = 0, 1, torch.device("cpu")
-
-    def __init__(self, checkpoint=None):
-        self.checkpoint = checkpoint
-
-    def prepare_model(self, model):
-        return model
-
-    def get_checkpoint(self):
-        return self.checkpoint
-
-
 def test_pbt_restore_keeps_optimizer_state_but_applies_the_trials_new_lrs(tmp_path):
     """PBT exploits: trial B restores trial A's checkpoint (saved with A's lrs) under a
     mutated config; the optimizer state comes back, the lrs are B's."""
     spec_a = load_job(write_campaign(tmp_path).parent / "base.yaml", ["optim.d.lr=1e-3", "optim.g.lr=2e-3"])
-    state_a = build_worker_state(spec_a, (2,), 0, FakeSession())
+    state_a = build_worker_state(spec_a, (2,), 0, LocalSession())
     for optimizer, model in ((state_a.opt_d, state_a.discriminator), (state_a.opt_g, state_a.generator)):
         model(torch.randn(4, 2 if model is state_a.discriminator else 4)).sum().backward()
         optimizer.step()
@@ -212,8 +198,8 @@ def test_pbt_restore_keeps_optimizer_state_but_applies_the_trials_new_lrs(tmp_pa
     spec_b = spec_a.model_copy(update={"optim": spec_a.optim.model_copy(update={
         "d": spec_a.optim.d.model_copy(update={"lr": 1.2e-3}),
         "g": spec_a.optim.g.model_copy(update={"lr": 1.6e-3})})})
-    state_b = build_worker_state(spec_b, (2,), 0, FakeSession())
-    restore_worker_state(state_b, spec_b, FakeSession(ray.train.Checkpoint(str(tmp_path / "ckpt"))))
+    state_b = build_worker_state(spec_b, (2,), 0, LocalSession())
+    restore_worker_state(state_b, spec_b, LocalSession(resume_from=tmp_path / "ckpt"))
 
     assert state_b.rounds_done == 30
     assert [g["lr"] for g in state_b.opt_d.param_groups] == [1.2e-3]
@@ -228,13 +214,13 @@ def test_pbt_restore_applies_the_trials_betas_and_weight_decay(tmp_path):
     """An exploit that changes betas (and weight decay) leaves the optimiser with the
     trial's values, not the source trial's that came back with its state_dict."""
     spec_a = load_job(write_campaign(tmp_path).parent / "base.yaml", ["optim.d.betas=[0.5, 0.999]", "optim.g.betas=[0.5, 0.999]"])
-    state_a = build_worker_state(spec_a, (2,), 0, FakeSession())
+    state_a = build_worker_state(spec_a, (2,), 0, LocalSession())
     ckpt.write_checkpoint(tmp_path / "ckpt", 0, state_a.model_state(), ckpt.rng_state(state_a.noise_rng),
                           job_to_yaml(spec_a))
     spec_b = load_job(write_campaign(tmp_path).parent / "base.yaml",
                       ["optim.d.betas=[0.0, 0.9]", "optim.g.betas=[0.2, 0.95]", "optim.d.weight_decay=1e-4"])
-    state_b = build_worker_state(spec_b, (2,), 0, FakeSession())
-    restore_worker_state(state_b, spec_b, FakeSession(ray.train.Checkpoint(str(tmp_path / "ckpt"))))
+    state_b = build_worker_state(spec_b, (2,), 0, LocalSession())
+    restore_worker_state(state_b, spec_b, LocalSession(resume_from=tmp_path / "ckpt"))
     assert [tuple(g["betas"]) for g in state_b.opt_d.param_groups] == [(0.0, 0.9)]
     assert [tuple(g["betas"]) for g in state_b.opt_g.param_groups] == [(0.2, 0.95)]
     assert [g["weight_decay"] for g in state_b.opt_d.param_groups] == [1e-4]

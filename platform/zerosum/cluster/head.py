@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from zerosum.errors import ZerosumError
+from zerosum.errors import ZerosumError, first_line
 
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
@@ -188,12 +188,12 @@ def explain_failure(err: Exception, address: str, token: Token, job_id: str | No
     if status in (401, 403) or type(err).__name__ == "AuthenticationError":
         return _auth_message(address, token, status, text)
     if _is_unreachable(err):
-        return (f"cannot reach the Ray head at {address}: {_first_line(text)}; is it running? "
+        return (f"cannot reach the Ray head at {address}: {first_line(text)}; is it running? "
                 f"is --address/RAY_ADDRESS right? (it is the dashboard address, e.g. http://HEAD:8265)")
     if status == 404 or "status code 404" in text or "does not exist" in text:
         what = f"no job '{job_id}'" if job_id else "not found"
         return f"{what} on the Ray head at {address} (`zerosum jobs list` shows the jobs)"
-    return f"talking to the Ray head at {address} failed: {type(err).__name__}: {_first_line(text)}"
+    return f"talking to the Ray head at {address} failed: {type(err).__name__}: {first_line(text)}"
 
 
 def _auth_message(address: str, token: Token, status: int | None, text: str) -> str:
@@ -225,7 +225,3 @@ def _is_unreachable(err: Exception) -> bool:
     unreachable = (ConnectionError, requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                    requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, *aiohttp_errors)
     return isinstance(err, unreachable) or "Failed to connect to Ray" in str(err)
-
-
-def _first_line(text: str) -> str:
-    return text.splitlines()[0] if text else "no details"

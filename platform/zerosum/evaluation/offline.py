@@ -23,15 +23,13 @@ from zerosum.catalog import (
     is_image_data,
 )
 from zerosum.config import JobSpec, load_job, validate_job
-from zerosum.data import load_dataset
+from zerosum.data import IMAGE_SUFFIXES, load_dataset
 from zerosum.errors import ConfigError, DataError
 from zerosum.evaluation.evaluator import score
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.evaluation.plan import EXTRACTOR_METRICS, build_extractor, feature_kind
 from zerosum.evaluation.reference import extract, real_reference
 
-# What `zerosum.data.load_image_folder` reads (it names the same suffixes).
-IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 # Labelled image datasets: the ones `zerosum featurizer train` makes a classifier for.
 CLASSIFIER_DATASETS = tuple(sorted(n for n, info in DATASETS.items() if info.kind == "images" and info.labelled))
 CLASSIFIER_DATASETS_TEXT = ", ".join(CLASSIFIER_DATASETS[:-1]) + f" or {CLASSIFIER_DATASETS[-1]}"

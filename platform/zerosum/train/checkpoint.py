@@ -31,6 +31,7 @@ from zerosum.files import atomic_torch_save, atomic_write_text
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.yaml"
 MANIFEST_GLOB = "manifest-rank*.json"
+HEALTH_KEY = "extra/health"  # the divergence policy's record in state.pt (train/health.py)
 FOLDER_NAME = re.compile(r"round_(\d+)(?:-r(\d+))?$")
 HASH_CHUNK_BYTES = 1 << 20
 
@@ -48,6 +49,15 @@ def report_order(name: str) -> tuple[int, int]:
         return int(match.group(2) or 0), int(match.group(1))
     digits = re.findall(r"\d+", name)
     return 0, int(digits[-1]) if digits else -1
+
+
+def newest_first(names: list[str], before: str | None = None) -> list[str]:
+    """The checkpoint folders among `names` (zerosum's and Tune's), newest reported first;
+    only those reported before `before` when it is given."""
+    folders = [n for n in names if FOLDER_NAME.match(n) or n.startswith("checkpoint_")]
+    if before is not None:
+        folders = [n for n in folders if report_order(n) < report_order(before)]
+    return sorted(folders, key=report_order, reverse=True)
 
 
 def manifest_file(rank: int) -> str:
@@ -123,9 +133,8 @@ def checkpoint_problem(folder: Path) -> str | None:
 
 def newest_trusted_folder(run_dir: Path) -> Path | None:
     """The run folder's newest checkpoint (in report order) that passes its manifest."""
-    folders = sorted((p for p in run_dir.iterdir() if p.is_dir() and FOLDER_NAME.match(p.name)),
-                     key=lambda p: report_order(p.name), reverse=True)
-    return next((folder for folder in folders if checkpoint_problem(folder) is None), None)
+    names = newest_first([p.name for p in run_dir.iterdir() if p.is_dir()])
+    return next((run_dir / name for name in names if checkpoint_problem(run_dir / name) is None), None)
 
 
 def write_checkpoint(folder: Path, rank: int, state: dict[str, Any] | None, rng: dict[str, Any],

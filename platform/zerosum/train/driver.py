@@ -20,7 +20,7 @@ from typing import Any
 from zerosum import tracking
 from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.data import describe_dataset
-from zerosum.errors import ZerosumError
+from zerosum.errors import ZerosumError, first_line
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.files import atomic_write_text
 from zerosum.pictures import save_png
@@ -147,7 +147,7 @@ def finish_run(spec: JobSpec, run_dir: Path, run: TrackedRun, checkpoint_dir: Pa
         record.logged = False
         model_uri = None
         notes = [f"the tracking server at {run.tracking_uri} did not take the run's results "
-                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no details'}); "
+                 f"({type(err).__name__}: {first_line(err)}); "
                  f"they are kept in {run_dir}: send them with `zerosum sync {run_dir}`"]
     record.save(run_dir)
     return RunResult(run_dir, run, int(state["rounds_done"]), model_uri, grid_path, {}, notes)

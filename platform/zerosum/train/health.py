@@ -3,9 +3,9 @@
 With `schedule.on_divergence: rollback`, when the divergence guard fires at an eval (a
 non-finite loss, or a D saturated for several evals), every rank
 - reloads the last good checkpoint: the last one whose eval passed the guard, marked
-  `extra/health.good` in its state; each rank keeps a CPU copy of what it reported then
-  (the same tensors Ray stored), and after a restart the restored checkpoint serves if
-  it is marked good;
+  `extra/health.good` in its state; each rank keeps a CPU copy of the model state it
+  reported then (the same tensors Ray stored), and after a restart the restored
+  checkpoint serves if it is marked good;
 - multiplies both lrs by `schedule.rollback_lr_factor`, for the rest of the run;
 - re-seeds its noise and augmentation generators, so that the rounds it trains again do
   not draw the same noise that led to the divergence;
@@ -16,27 +16,15 @@ in every checkpoint, so that a resumed run keeps them.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from zerosum.config import JobSpec
-from zerosum.train import checkpoint as ckpt
-from zerosum.train.state import WorkerState, load_model_state, set_learning_rates
+from zerosum.train.checkpoint import HEALTH_KEY
+from zerosum.train.state import WorkerState, load_model_state, rank_seeds, set_learning_rates
 
-HEALTH_KEY = "extra/health"
 ROLLBACK_TAG_PREFIX = "zerosum.rollback."
-RESEED_STRIDE = 1_000_003  # a prime, far from the per-rank offsets of the first seeds
-
-
-@dataclass
-class Snapshot:
-    """A copy, on the CPU, of one reported checkpoint: rank 0's model state and this rank's RNGs."""
-
-    model: dict[str, Any]
-    rng: dict[str, Any]
-    round_index: int
 
 
 class Health:
@@ -51,7 +39,9 @@ class Health:
         self.rollbacks = int(saved.get("rollbacks", 0))
         self.lr_scale = float(saved.get("lr_scale", 1.0))
         self.restored_good = bool(saved.get("good", False))
-        self.last_good: Snapshot | None = None
+        # A CPU copy of the model state of the last checkpoint that passed the guard. No RNG
+        # state: a rollback re-seeds every generator.
+        self.last_good: dict[str, Any] | None = None
 
     def checkpoint_extra(self, good: bool) -> dict[str, Any]:
         """What a checkpoint records of the policy; `good`: its eval passed the guard."""
@@ -60,8 +50,7 @@ class Health:
     def remember(self, state: WorkerState) -> None:
         """Keep the state just reported (its eval passed the guard) as the rollback target."""
         if self.enabled:
-            rng = ckpt.rng_state(state.noise_rng, state.augment_rng)
-            self.last_good = Snapshot(to_cpu(state.model_state()), to_cpu(rng), state.rounds_done)
+            self.last_good = to_cpu(state.model_state())
 
     def remember_restored(self, state: WorkerState) -> None:
         """After a restart: the checkpoint just restored is the target if it was marked good."""
@@ -84,14 +73,13 @@ class Health:
         self.rollbacks += 1
         self.lr_scale *= self.lr_factor
         # A copy: optimisers keep the tensors they load, and would update the snapshot in place.
-        load_model_state(state, copy.deepcopy(self.last_good.model))
-        ckpt.restore_rng(self.last_good.rng, state.noise_rng, state.augment_rng)
+        load_model_state(state, copy.deepcopy(self.last_good))
         set_learning_rates(state, self.spec, self.lr_scale)
-        base = self.spec.schedule.seed * 7919 + self.rank + 1 + RESEED_STRIDE * self.rollbacks
-        state.noise_rng.manual_seed(base)
-        state.augment_rng.manual_seed(base + 1)
-        torch.manual_seed(base + 2)
-        return self.last_good.round_index
+        noise_seed, augment_seed = rank_seeds(self.spec, self.rank, epoch=self.rollbacks)
+        state.noise_rng.manual_seed(noise_seed)
+        state.augment_rng.manual_seed(augment_seed)
+        torch.manual_seed(noise_seed + state.rounds_done)
+        return state.rounds_done
 
     def tag(self, round_index: int, back_to: int, reason: str) -> dict[str, str]:
         return {f"{ROLLBACK_TAG_PREFIX}{self.rollbacks}":

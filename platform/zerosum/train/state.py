@@ -74,6 +74,16 @@ def group_players(method: Method) -> dict[str, tuple[str, ...]]:
     return {side: names for side, names in groups.items() if names}
 
 
+RESEED_STRIDE = 1_000_003  # a prime, far from the per-rank offsets of the first seeds
+
+
+def rank_seeds(spec: JobSpec, rank: int, epoch: int = 0) -> tuple[int, int]:
+    """(noise seed, augmentation seed) of one rank; each rollback is a new `epoch`, with
+    streams of its own."""
+    offset = rank + 1 + RESEED_STRIDE * epoch
+    return spec.schedule.seed * 7919 + offset, spec.schedule.seed * 104_729 + offset
+
+
 def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, session: Session) -> WorkerState:
     """The method's players (one DDP wrapper each), optimisers, EMA and noise for this rank."""
     method = method_for(spec)
@@ -87,11 +97,10 @@ def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, session: S
     optimizers = {side: build_optimizer([p for name in names for p in players[name].parameters()],
                                         getattr(spec.optim, side))
                   for side, names in group_players(method).items()}
-    rank = session.rank
+    noise_seed, augment_seed = rank_seeds(spec, session.rank)
     return WorkerState(
         method, players, optimizers, ema, noise_source_for(spec, num_classes),
-        noise_rng=torch.Generator().manual_seed(spec.schedule.seed * 7919 + rank + 1),
-        augment_rng=torch.Generator().manual_seed(spec.schedule.seed * 104_729 + rank + 1),
+        noise_rng=torch.Generator().manual_seed(noise_seed), augment_rng=torch.Generator().manual_seed(augment_seed),
     )
 
 
@@ -105,11 +114,8 @@ def older_checkpoints(checkpoint) -> list:
     path = str(checkpoint.path).rstrip("/")
     parent, name = path.rsplit("/", 1)
     listed = filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
-    names = [info.base_name for info in listed if info.type == pyarrow.fs.FileType.Directory
-             and (ckpt.FOLDER_NAME.match(info.base_name) or info.base_name.startswith("checkpoint_"))]
-    older = sorted((n for n in names if ckpt.report_order(n) < ckpt.report_order(name)), key=ckpt.report_order,
-                   reverse=True)
-    return [ray.train.Checkpoint(f"{parent}/{n}", filesystem=filesystem) for n in older]
+    folders = [info.base_name for info in listed if info.type == pyarrow.fs.FileType.Directory]
+    return [ray.train.Checkpoint(f"{parent}/{n}", filesystem=filesystem) for n in ckpt.newest_first(folders, name)]
 
 
 def read_trusted_checkpoint(checkpoint, rank: int) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
@@ -167,5 +173,5 @@ def restore_worker_state(state: WorkerState, spec: JobSpec, session: Session) ->
             log.info("rank %d resumed at round %d", rank, state.rounds_done)
         for note in notes:
             log.warning("rank %d: %s", rank, note)
-    set_learning_rates(state, spec, float(state.extra.get("extra/health", {}).get("lr_scale", 1.0)))
+    set_learning_rates(state, spec, float(state.extra.get(ckpt.HEALTH_KEY, {}).get("lr_scale", 1.0)))
     return notes
