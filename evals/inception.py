@@ -72,9 +72,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-
-
-
 def _torch_fidelity_layout() -> nn.Module:
     """An untrained module with torch-fidelity's InceptionV3 layer names, order and shapes.
 

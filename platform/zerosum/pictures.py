@@ -29,23 +29,34 @@ def image_grid(images_unit: torch.Tensor) -> np.ndarray:
     return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def scatter_image(points: torch.Tensor, reference: torch.Tensor | None = None, limit: float = 5.0) -> np.ndarray:
-    """points: float (N, 2) fakes (and reference reals) -> uint8 (H, W, 3) scatter plot."""
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display on workers, drivers or CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure_to_rgb(figure) -> np.ndarray:
+    """A drawn matplotlib figure as uint8 (H, W, 3), the figure closed."""
+    figure.canvas.draw()
+    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    pyplot().close(figure)
+    return image
+
+
+def scatter_image(points: torch.Tensor, reference: torch.Tensor | None = None, limit: float = 5.0) -> np.ndarray:
+    """points: float (N, 2) fakes (and reference reals) -> uint8 (H, W, 3) scatter plot."""
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(4, 4), dpi=100)
     if reference is not None:
         axis.scatter(*reference.cpu().T.numpy(), s=2, c="tab:gray", alpha=0.4, label="real")
     axis.scatter(*points.detach().float().cpu().T.numpy(), s=2, c="tab:red", alpha=0.6, label="fake")
     axis.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal")
     axis.legend(loc="upper right", markerscale=4)
-    figure.canvas.draw()
-    image = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return image
+    return figure_to_rgb(figure)
 
 
 def samples_to_image(samples: torch.Tensor, scale: str, reference: torch.Tensor | None = None) -> np.ndarray:
@@ -58,11 +69,7 @@ def samples_to_image(samples: torch.Tensor, scale: str, reference: torch.Tensor 
 def side_by_side(real: np.ndarray, fake: np.ndarray, titles: tuple[str, str] = ("real", "generated")) -> np.ndarray:
     """Two pictures (uint8 (H, W, 3) each, e.g. grids of reals and fakes) next to each other,
     titled, as one uint8 (H', W', 3) picture: the comparison a run ends with."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     height_px = max(real.shape[0], fake.shape[0])
     dpi = 100
     figure, axes = plt.subplots(1, 2, figsize=(2 * height_px / dpi + 0.4, height_px / dpi + 0.5), dpi=dpi)
@@ -71,10 +78,7 @@ def side_by_side(real: np.ndarray, fake: np.ndarray, titles: tuple[str, str] = (
         axis.set_title(title)
         axis.axis("off")
     figure.tight_layout()
-    figure.canvas.draw()
-    picture = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return picture
+    return figure_to_rgb(figure)
 
 
 def save_png(image: np.ndarray, path) -> None:

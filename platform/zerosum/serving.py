@@ -21,7 +21,7 @@ from zerosum.data import describe_dataset, load_dataset, to_unit_images
 from zerosum.errors import ZerosumError, first_line
 from zerosum.latent import LatentCodes
 from zerosum.pictures import image_grid, samples_to_image, save_png, scatter_image, side_by_side
-from zerosum.train.build import NoiseSource, build_generator_for, noise_source_for
+from zerosum.train.build import NoiseSource, build_generator_for, generator_input_dim, noise_source_for
 
 # What a served generator returns, by data kind (the metadata's "output").
 OUTPUT_KINDS = {"points": "points", "images": "unit-images"}
@@ -51,7 +51,7 @@ def serving_example(spec: JobSpec, shape: tuple[tuple[int, ...], int]) -> tuple[
     sample_shape, num_classes = shape
     classes = num_classes if spec.model.conditional else 0
     g, codes = spec.model.g, spec.model.codes
-    input_dim = noise_source_for(spec, num_classes).input_dim
+    input_dim = generator_input_dim(spec)
     example = (torch.zeros(2, input_dim),) + ((torch.zeros(2, dtype=torch.int64),) if classes else ())
     # z_dim is the noise part; InfoGAN's codes follow it in G's input (one-hot, then continuous).
     metadata = {"z_dim": g.z_dim, "z_distribution": g.z_distribution, "num_classes": classes,
@@ -93,7 +93,6 @@ def log_checkpoint_generator(spec: JobSpec, state: dict[str, Any], run, register
     from zerosum import tracking
 
     return tracking.log_generator(run, served, example, metadata, register_as, alias=alias)
-
 
 
 def draw_noise(metadata: dict, n: int, seed: int, code: int | None = None,
@@ -138,7 +137,6 @@ def class_labels(metadata: dict, n: int, label: int | None, seed: int) -> torch.
     if not 0 <= label < classes:
         raise ZerosumError(f"--label: must be in 0..{classes - 1} for this generator, got {label}")
     return torch.full((n,), label, dtype=torch.int64)
-
 
 
 def load_generator(model_uri: str) -> tuple[nn.Module, dict[str, Any]]:

@@ -242,11 +242,9 @@ def outbox_sender(run: TrackedRun, run_dir: Path):
 
 def log_loss_curves(run: TrackedRun) -> None:
     """One figure of loss/d and loss/g against round, logged as loss_curves.png."""
-    import matplotlib
+    from zerosum.pictures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     for key in ("loss/d", "loss/g"):
         axis.plot(*run.metric_history(key), label=key)

@@ -121,3 +121,11 @@ def test_every_trained_parameter_gets_a_gradient():
             assert idle == [], (method, side, idle)
             for module in state.players.values():
                 module.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_SETS))
+def test_the_generator_input_width_is_the_noise_width(method):
+    from zerosum.train.build import generator_input_dim, noise_source_for
+
+    spec = spec_for(method)
+    assert generator_input_dim(spec) == noise_source_for(spec, 10).input_dim

@@ -91,6 +91,5 @@ def add_jobs_command(commands) -> None:
         action.set_defaults(handler=handler)
 
 
-
 def register_commands(commands) -> None:
     add_jobs_command(commands)

@@ -104,6 +104,5 @@ def add_submit_command(commands) -> None:
     submit.set_defaults(handler=cmd_submit)
 
 
-
 def register_commands(commands) -> None:
     add_submit_command(commands)

@@ -23,7 +23,7 @@ from zerosum.catalog import (
     is_image_data,
 )
 from zerosum.config import JobSpec, load_job, validate_job
-from zerosum.data import IMAGE_SUFFIXES, load_dataset
+from zerosum.data import IMAGE_SUFFIXES, describe_dataset, load_dataset
 from zerosum.errors import ConfigError, DataError
 from zerosum.evaluation.evaluator import score
 from zerosum.evaluation.featurizer import prepare_eval_spec
@@ -169,7 +169,7 @@ def evaluate(request: EvalRequest) -> dict[str, float]:
     fakes, scale = load_fakes(request, spec)
     if not set(spec.eval.metrics) - {"modes"}:
         return score(spec, fakes, None, None, None, None, round_index=0)
-    sample_shape = tuple(load_dataset(spec.data, "test").sample_shape)
+    sample_shape, _ = describe_dataset(spec.data)
     extractor = build_extractor(spec, sample_shape, torch.device(request.device))
     reference = real_reference(spec, extractor)
     features, probs = extract(extractor, fakes, scale, is_image_data(spec.data.name))

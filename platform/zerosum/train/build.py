@@ -17,7 +17,7 @@ def build_generator_for(spec: JobSpec, sample_shape: tuple[int, ...], num_classe
     classes = num_classes if spec.model.conditional else 0
     g = spec.model.g
     return build_generator(
-        g.arch, sample_shape=sample_shape, z_dim=noise_source_for(spec, num_classes).input_dim,
+        g.arch, sample_shape=sample_shape, z_dim=generator_input_dim(spec),
         num_classes=classes, hidden=tuple(g.hidden), activation=g.activation, output=g.output,
         base_channels=g.base_channels, batch_norm=g.batch_norm, dropout=g.dropout,
     )
@@ -75,6 +75,13 @@ def apply_optimizer_spec(optimizer: torch.optim.Optimizer, spec: OptimizerSpec) 
     values = optimizer_hyperparams(spec)
     for group in optimizer.param_groups:
         group.update(values)
+
+
+def generator_input_dim(spec: JobSpec) -> int:
+    """Width of G's input: z, then InfoGAN's codes (one-hot categories, continuous codes).
+    The same as NoiseSource.input_dim, without drawing a noise pool to learn it."""
+    codes = spec.model.codes
+    return spec.model.g.z_dim + codes.categorical + codes.continuous
 
 
 @dataclass

@@ -203,8 +203,9 @@ def roll_back(state: WorkerState, health: Health, evaluator: Evaluator, ctx: Pha
 class ThroughputMeter:
     """Training throughput over a logging window, counting only time spent in rounds.
 
-    `perf/real_samples_per_s`: real samples that D consumed per second of training, all
-    workers together (d_steps x batch_size x workers a round). Eval, checkpoint and
+    `perf/real_samples_per_s`: real samples the round's phases drew per second of training,
+    all workers together (batches_per_round x batch_size x workers: one batch per critic
+    update, plus one per generator update when the method's G reads reals, as GMMN's does). Eval, checkpoint and
     logging time are left out, so the figure is the step's speed, not the run's.
     """
 

@@ -14,13 +14,12 @@ from typing import Any
 
 import yaml
 
-from evals.stopping import is_better
 from zerosum import tracking
 from zerosum.config import validate_job
 from zerosum.tracking import TrackedRun
 from zerosum.train import checkpoint as ckpt
 from zerosum.tune.campaign import Campaign
-from zerosum.tune.schema import OBJECTIVE_KEY, REPORT_FILE, TRAIN_FOLDER
+from zerosum.tune.schema import OBJECTIVE_KEY, REPORT_FILE, TRAIN_FOLDER, best_entry, eval_metrics
 
 
 @dataclass
@@ -38,19 +37,15 @@ class Champion:
 
 def find_champion(folder: Path, mode: str) -> Champion | None:
     """The best stamped checkpoint in the campaign folder (Tune trials and Ray Train runs)."""
-    best, best_path = None, None
     stamps = [*folder.glob(f"trial_*/checkpoint_*/{REPORT_FILE}"),
               *folder.glob(f"{TRAIN_FOLDER}/*/*/{REPORT_FILE}")]
-    for stamp in sorted(stamps):
-        entry = json.loads(stamp.read_text())
-        if best is None or is_better(entry[OBJECTIVE_KEY], best[OBJECTIVE_KEY], mode):
-            best, best_path = entry, stamp.parent
+    # Where each entry was stamped: the checkpoint folder is the champion's weights.
+    entries = [{**json.loads(stamp.read_text()), "checkpoint": stamp.parent} for stamp in sorted(stamps)]
+    best = best_entry(entries, mode)
     if best is None:
         return None
-    evals = {k: v for k, v in best["metrics"].items() if k.startswith("eval/")}
-    return Champion(best["trial_id"], int(best["round"]), float(best[OBJECTIVE_KEY]), evals, dict(best["params"]),
-                    best_path)
-
+    return Champion(best["trial_id"], int(best["round"]), float(best[OBJECTIVE_KEY]), eval_metrics(best),
+                    dict(best["params"]), best["checkpoint"])
 
 
 def register_champion(campaign: Campaign, parent: TrackedRun, champion: Champion) -> str:

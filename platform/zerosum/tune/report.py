@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from evals.stopping import is_better
+from zerosum.pictures import pyplot
 from zerosum.tune.campaign import Campaign
-from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY
+from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY, best_entry, eval_metrics
 
 COMPLETED, STOPPED, ERRORED = "completed", "stopped early", "error"
 D_STEPS, LR_D, LR_G = "schedule.d_steps", "optim.d.lr", "optim.g.lr"
@@ -56,13 +57,10 @@ def trial_row(campaign: Campaign, trial_id: str, entries: list[dict[str, Any]], 
     if not entries:
         return TrialRow(trial_id, ERRORED if error else STOPPED, 0, None, None, {}, {}, 0.0, error=error)
     mode = campaign.spec.objective.mode
-    best = entries[0]
-    for entry in entries[1:]:
-        if is_better(entry[OBJECTIVE_KEY], best[OBJECTIVE_KEY], mode):
-            best = entry
+    best = best_entry(entries, mode)
     rounds = int(entries[-1]["round"])
     status = ERRORED if error else (STOPPED if rounds < campaign.total_rounds else COMPLETED)
-    evals = {k: v for k, v in best["metrics"].items() if k.startswith("eval/")}
+    evals = eval_metrics(best)
     history = [(e["time"], e[OBJECTIVE_KEY]) for e in entries]
     return TrialRow(trial_id, status, rounds, best[OBJECTIVE_KEY], best["round"], dict(best["params"]), evals,
                     entries[-1]["time"] - entries[0]["time"], None, error, history)
@@ -100,15 +98,6 @@ def fmt(value: Any) -> str:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def param_or_base(campaign: Campaign, row: TrialRow, key: str) -> float:

@@ -28,6 +28,23 @@ METRIC_SOURCES = {
     "eval/class_kl": "classes",
 }
 OBJECTIVE_KEY = "objective"
+
+
+def best_entry(entries, mode: str) -> dict[str, Any] | None:
+    """The report with the best objective under `mode` (the first of equals), or None.
+    entries: report dicts, as ledgers and checkpoint stamps hold them."""
+    from evals.stopping import is_better
+
+    best = None
+    for entry in entries:
+        if best is None or is_better(entry[OBJECTIVE_KEY], best[OBJECTIVE_KEY], mode):
+            best = entry
+    return best
+
+
+def eval_metrics(entry: dict[str, Any]) -> dict[str, float]:
+    """The `eval/*` metrics of one report."""
+    return {k: v for k, v in entry["metrics"].items() if k.startswith("eval/")}
 # Inside a campaign folder: the trials' ledgers, stamps in checkpoints, Ray Train trial runs.
 LEDGER_FOLDER, REPORT_FILE, TRAIN_FOLDER = "reports", "report.json", "train"
 

@@ -66,7 +66,6 @@ def set_targets(job: dict[str, Any], targets: list[list[str]], value: Any) -> No
         set_path(job, target, copy.deepcopy(value))
 
 
-
 def tune_domain(domain: DomainSpec, as_grid: bool):
     from ray import tune
 
@@ -75,7 +74,6 @@ def tune_domain(domain: DomainSpec, as_grid: bool):
     build = {"choice": lambda v: tune.choice(list(v)), "uniform": lambda v: tune.uniform(*v),
              "loguniform": lambda v: tune.loguniform(*v), "randint": lambda v: tune.randint(*v)}
     return build[domain.kind](domain.values)
-
 
 
 def param_space(spec: CampaignSpec) -> dict[str, Any]:
