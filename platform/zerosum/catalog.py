@@ -59,15 +59,31 @@ METHOD_PLAYERS: dict[str, dict[str, tuple[str, ...]]] = {
     "gmmn": {"critic": (), "generator": ("g",)},
     "mmd-gan": {"critic": ("d",), "generator": ("g",)},
     "infogan": {"critic": ("d",), "generator": ("g", "q")},
+    # Translation (zerosum.methods.translation): G maps an input image to an output image.
+    # pix2pix: G and a PatchGAN D that judges (input, output) pairs. cyclegan: G (X -> Y),
+    # F (Y -> X) and a PatchGAN per domain. staged: a small G and D, then a pix2pix
+    # super-resolver T and its pair critic D_t.
+    "pix2pix": {"critic": ("d",), "generator": ("g",)},
+    "cyclegan": {"critic": ("d_y", "d_x"), "generator": ("g", "f")},
+    "staged": {"critic": ("d", "d_t"), "generator": ("g", "t")},
 }
 METHOD_NAMES = tuple(METHOD_PLAYERS)
+# Methods whose G takes an image batch, not z: sampled, evaluated and served as translators.
+TRANSLATION_METHODS = ("pix2pix", "cyclegan")
+# zerosum.tasks: what a dataset is turned into. generate: samples alone. superres: the
+# image area-downsampled by data.factor -> the image. complete: the image with a square
+# of data.mask_size masked out -> the image. unpaired: data.source's images -> data's.
+TASK_NAMES = ("generate", "superres", "complete", "unpaired")
+TRANSLATOR_ARCHS = ("unet", "resnet")
 # zerosum.augment: DiffAugment policies (Zhao et al. 2020).
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 ARCH_NAMES = ("mlp", "dcgan")
 ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
 OUTPUT_NAMES = ("tanh", "sigmoid", "identity")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
-EVAL_METRICS = ("fid", "kid", "mmd", "modes", "classes")
+EVAL_METRICS = ("fid", "kid", "mmd", "modes", "classes", "psnr", "ssim", "accuracy")
+# Metrics of translation against a paired target (psnr, ssim) or the input's label (accuracy).
+TRANSLATION_METRICS = ("psnr", "ssim", "accuracy")
 FEATURE_KINDS = ("auto", "classifier", "inception", "identity")
 
 # One default per number, used by job specs and by `zerosum eval` alike.

@@ -41,6 +41,9 @@ from zerosum.catalog import (
     MMD_PERMUTATIONS,
     OPTIMIZER_NAMES,
     OUTPUT_NAMES,
+    TASK_NAMES,
+    TRANSLATION_METHODS,
+    TRANSLATOR_ARCHS,
 )
 from zerosum.errors import ConfigError
 
@@ -62,6 +65,12 @@ class DataSpec(StrictModel):
     channels: Literal[1, 3] = Field(1, description="folder: 1 (greyscale) or 3 (RGB)")
     num_samples: PositiveInt = Field(50_000, description="toy mixtures: points in the training set")
     limit: PositiveInt | None = Field(None, description="use only the first N training examples")
+    task: Literal[TASK_NAMES] = Field(
+        "generate", description="generate: the images alone; superres, complete: (input, image) pairs "
+                                "derived from each image; unpaired: data.source's images -> these")
+    factor: PositiveInt = Field(4, description="superres: the input is the image area-downsampled by this")
+    mask_size: PositiveInt = Field(12, description="complete: side of the square masked out, px")
+    source: DataSpec | None = Field(None, description="unpaired: domain X, resized to this data's image side")
 
     @model_validator(mode="after")
     def _root_exists(self, info: ValidationInfo) -> DataSpec:
@@ -78,6 +87,46 @@ class DataSpec(StrictModel):
         if self.name == "folder" and self.image_size is None:
             raise ValueError("data.image_size is required for dataset 'folder'")
         return self
+
+
+def image_channels_and_side(data: DataSpec) -> tuple[int, int] | None:
+    """(channels, side) of the spec's images without reading files; None for points."""
+    info = DATASETS[data.name]
+    if info.kind != "images":
+        return None
+    if info.sample_shape is None:
+        return data.channels, data.image_size
+    return info.sample_shape[0], info.sample_shape[1]
+
+
+def task_problem(data: DataSpec) -> str | None:
+    """Why data's task cannot be derived from it, naming the field; None if it can."""
+    shape = image_channels_and_side(data)
+    if data.task != "unpaired" and data.source is not None:
+        return f"data.source: only data.task unpaired reads a second domain (data.task: {data.task})"
+    if data.task == "generate":
+        return None
+    if shape is None:
+        return f"data.task: {data.task} derives image pairs; data.name {data.name} holds points"
+    channels, side = shape
+    if data.task == "superres" and (data.factor < 2 or side % data.factor):
+        divisors = [f for f in range(2, side + 1) if side % f == 0]
+        return (f"data.factor: {data.factor} does not divide the image side {side} into a smaller image; "
+                f"allowed: {', '.join(map(str, divisors))}")
+    if data.task == "complete" and data.mask_size >= side:
+        return f"data.mask_size: {data.mask_size} must be smaller than the image side {side}"
+    if data.task == "unpaired":
+        source = data.source
+        if source is None:
+            return "data.source: data.task unpaired needs a source domain (e.g. data.source: {name: digits})"
+        source_shape = image_channels_and_side(source)
+        if source_shape is None or source.task != "generate":
+            return f"data.source: domain X must be plain images (data.source.name {source.name}, task {source.task})"
+        if source_shape[0] != channels:
+            return (f"data.source: domain X ({source.name}) has {source_shape[0]} channel(s) and domain Y "
+                    f"({data.name}) has {channels}; CycleGAN's two domains need the same channel count "
+                    f"(set data.channels or data.source.channels)")
+    return None
 
 
 Activation = Literal[ACTIVATION_NAMES]
@@ -122,9 +171,30 @@ class CodesSpec(StrictModel):
     weight: NonNegativeFloat = Field(1.0, description="lambda: weight of the mutual-information terms")
 
 
+class TranslatorSpec(StrictModel):
+    """An image-to-image G (methods pix2pix, cyclegan, staged): a U-Net with skip connections
+    (Ronneberger 2015, as pix2pix uses) or a residual net (as CycleGAN and SRGAN use)."""
+
+    arch: Literal[TRANSLATOR_ARCHS] = "unet"
+    base_channels: PositiveInt = 32
+    blocks: PositiveInt = Field(4, description="resnet: residual blocks at full resolution")
+    batch_norm: bool = True
+    output: Literal[OUTPUT_NAMES] = "tanh"
+
+
+class PatchSpec(StrictModel):
+    """A PatchGAN D (Isola et al. 2017): one logit per overlapping patch, not one per image."""
+
+    base_channels: PositiveInt = 32
+    batch_norm: bool = True
+    spectral_norm: bool = False
+
+
 class ModelSpec(StrictModel):
     g: GeneratorSpec = Field(default_factory=GeneratorSpec)
     d: DiscriminatorSpec = Field(default_factory=DiscriminatorSpec)
+    translator: TranslatorSpec = Field(default_factory=TranslatorSpec, description="pix2pix, cyclegan, staged")
+    patch: PatchSpec = Field(default_factory=PatchSpec, description="pix2pix, cyclegan, staged: the PatchGAN D")
     conditional: bool = Field(False, description="class-conditional G and projection D")
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0, description="EMA of G's weights per round")
     ema_warmup: bool = Field(True, description="EMA decay min(ema_decay, (1 + t) / (10 + t)) at update t")
@@ -140,6 +210,11 @@ class LossSpec(StrictModel):
     reg_every: PositiveInt = Field(1, description="lazy R1/R2: every N critic updates, scaled by N")
     g_objective: Literal["adversarial", "feature-matching"] = Field(
         "adversarial", description="G's loss: the adversarial one, or matching D's mean features (Salimans 2016)")
+    l1_weight: NonNegativeFloat = Field(100.0, description="pix2pix, staged: weight of L1 to the target (Isola: 100)")
+    adversarial_weight: NonNegativeFloat = Field(
+        1.0, description="pix2pix: weight of the cGAN term; 0 trains G on L1 alone, with no D (the paper's ablation)")
+    cycle_weight: NonNegativeFloat = Field(10.0, description="cyclegan: weight of the cycle-consistency L1 (Zhu: 10)")
+    identity_weight: NonNegativeFloat = Field(0.0, description="cyclegan: weight of the identity L1 (0: off)")
 
 
 class AugmentSpec(StrictModel):
@@ -260,7 +335,8 @@ class TrackingSpec(StrictModel):
 class JobSpec(StrictModel):
     name: str = Field(pattern=_NAME_PATTERN)
     description: str = ""
-    method: Literal[METHOD_NAMES] = Field("gan", description="gan, gmmn (G alone, MMD), mmd-gan, infogan")
+    method: Literal[METHOD_NAMES] = Field(
+        "gan", description="gan, gmmn (G alone, MMD), mmd-gan, infogan, pix2pix, cyclegan, staged")
     data: DataSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
     loss: LossSpec = Field(default_factory=LossSpec)
@@ -284,10 +360,51 @@ class JobSpec(StrictModel):
         return self
 
 
+# The task each method trains on; every other method generates from z.
+METHOD_TASKS = {"pix2pix": ("superres", "complete"), "cyclegan": ("unpaired",), "staged": ("superres",)}
+# Losses a PatchGAN pair critic takes here: the per-patch forms of the GAN losses (no penalty).
+TRANSLATION_LOSSES = ("minimax", "nonsaturating", "hinge", "lsgan")
+
+
+def translation_problem(spec: JobSpec) -> str | None:
+    """The first field that cannot go with the job's method and task; None if none."""
+    method, data, model, loss = spec.method, spec.data, spec.model, spec.loss
+    tasks = METHOD_TASKS.get(method, ("generate",))
+    defaults = LossSpec()
+    translates = method in TRANSLATION_METHODS
+    metrics = set(spec.eval.metrics)
+    checks = [
+        (data.task not in tasks,
+         f"data.task: method {method} trains on {' or '.join(tasks)} (got {data.task})"),
+        (translates and (model.g != GeneratorSpec() or model.d != DiscriminatorSpec()),
+         f"model.g / model.d: method {method}'s players are model.translator and model.patch; "
+         "remove the model.g and model.d sections"),
+        (method in METHOD_TASKS and loss.name not in TRANSLATION_LOSSES,
+         f"loss.name: method {method}'s PatchGAN critics take {', '.join(TRANSLATION_LOSSES)} (got {loss.name})"),
+        (method in METHOD_TASKS and (model.conditional or spec.augment.policy.strip() or model.d.pack > 1),
+         f"model.conditional / augment / model.d.pack: not available with method {method}"),
+        (method not in ("pix2pix", "staged") and loss.l1_weight != defaults.l1_weight,
+         f"loss.l1_weight: L1 to a paired target belongs to methods pix2pix and staged (method: {method})"),
+        (method != "pix2pix" and loss.adversarial_weight != defaults.adversarial_weight,
+         f"loss.adversarial_weight: the L1-alone ablation belongs to method pix2pix (method: {method})"),
+        (method != "cyclegan" and (loss.cycle_weight, loss.identity_weight)
+         != (defaults.cycle_weight, defaults.identity_weight),
+         f"loss.cycle_weight / loss.identity_weight: belong to method cyclegan (method: {method})"),
+        (bool(metrics & {"psnr", "ssim"}) and not (translates and data.task in ("superres", "complete")),
+         "eval.metrics: psnr and ssim compare outputs with paired targets; they need method pix2pix"),
+        ("accuracy" in metrics and not translates,
+         "eval.metrics: accuracy classifies translated inputs by their label; it needs method pix2pix or cyclegan"),
+    ]
+    return next((message for failed, message in checks if failed), None)
+
+
 def combination_problem(spec: JobSpec) -> str | None:
     """The first combination of fields that cannot work, naming both fields; None if none."""
     model, loss, sched = spec.model, spec.loss, spec.schedule
     pack, method = model.d.pack, spec.method
+    problem = task_problem(spec.data) or translation_problem(spec)
+    if problem:
+        return problem
     checks = [
         # Compared with the defaults, not with the fields a user wrote: a resolved spec (what
         # Ray workers validate again) has every field set.
@@ -432,11 +549,19 @@ def validate_job(raw: dict[str, Any], source: str = "spec", check_paths: bool = 
     return resolve_paths(spec)
 
 
+def resolve_data_paths(data: DataSpec) -> DataSpec:
+    """data.root (and data.source.root) made absolute."""
+    updates: dict[str, Any] = {}
+    if data.root is not None:
+        updates["root"] = data.root.expanduser().resolve()
+    if data.source is not None:
+        updates["source"] = resolve_data_paths(data.source)
+    return data.model_copy(update=updates)
+
+
 def resolve_paths(spec: JobSpec) -> JobSpec:
     """Make relative paths absolute: Ray workers run in another working directory."""
-    updates: dict[str, Any] = {}
-    if spec.data.root is not None:
-        updates["data"] = spec.data.model_copy(update={"root": spec.data.root.expanduser().resolve()})
+    updates: dict[str, Any] = {"data": resolve_data_paths(spec.data)}
     tracking = spec.tracking.model_copy(update={"storage_path": spec.tracking.storage_path.expanduser().resolve()})
     updates["tracking"] = tracking
     evals = {k: getattr(spec.eval, k).expanduser().resolve()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from evals.modes import mixture_centres as evals_mixture
+from zerosum import tasks
 from zerosum.catalog import DATASETS
 from zerosum.config import DataSpec
 from zerosum.errors import DataError
@@ -31,11 +32,20 @@ TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 @dataclass(frozen=True)
 class Dataset:
-    """samples: float32 (N, *sample_shape) in the spec's scale; labels: int64 (N,) (-1 if none)."""
+    """samples: float32 (N, *sample_shape) in the spec's scale; labels: int64 (N,) (-1 if none).
+
+    For an image-to-image task (zerosum.tasks): inputs float32 (M, *input_shape) and their
+    labels (M,); paired: input i belongs to sample i (M = N), else the inputs are another
+    domain; baseline (test split): the task's baseline output per input, (M, *sample_shape).
+    """
 
     samples: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+    inputs: torch.Tensor | None = None
+    input_labels: torch.Tensor | None = None
+    baseline: torch.Tensor | None = None
+    paired: bool = True
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -134,6 +144,43 @@ def load_image_folder(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
+def folder_images(folder: Path, flag: str) -> list[Path]:
+    """The images under `folder` (subfolders too), each readable and all of one square
+    size; else a DataError naming `flag`, the folder and the file. The folder loader scales
+    every image to one side, so a folder of mixed sizes would be scored distorted, silently."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        found = (f"; its {len(files)} file(s), e.g. {files[0].relative_to(folder)}, are not images" if files
+                 else "; it is empty")
+        raise DataError(f"{flag} {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders{found}")
+    first_path, first_size = images[0], image_size(images[0], folder, flag)
+    for path in images:
+        size = first_size if path == first_path else image_size(path, folder, flag)
+        if size[0] != size[1]:
+            raise DataError(f"{flag} {folder}: {path.relative_to(folder)} is {size[0]}x{size[1]}; "
+                            f"images must be square")
+        if size != first_size:
+            raise DataError(f"{flag} {folder}: images of different sizes ({first_path.relative_to(folder)} is "
+                            f"{first_size[0]}x{first_size[1]}, {path.relative_to(folder)} is {size[0]}x{size[1]}); "
+                            f"every image must have the same size")
+    return images
+
+
+def image_size(path: Path, folder: Path, flag: str) -> tuple[int, int]:
+    """(width, height) from the file's header (no decoding), or a DataError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except UnidentifiedImageError:
+        problem = "not an image in a format PIL reads"
+    except OSError as err:
+        problem = f"cannot read it ({err.strerror or err})"
+    raise DataError(f"{flag} {folder}: {path.relative_to(folder)}: {problem}")
+
+
 def mixture_centres(name: str) -> torch.Tensor:
     """Mode centres, float32 (K, 2), as evals defines them (ring8: radius 2; grid25: {-4..4}^2)."""
     return torch.from_numpy(evals_mixture(name)[0]).float()
@@ -176,14 +223,49 @@ def load_dataset(spec: DataSpec, split: str = "train", seed: int = 0) -> Dataset
     else:
         images, labels = load_idx_dataset(spec, split)
     num_classes = int(labels.max()) + 1 if labels.size and labels.min() >= 0 else 0
-    dataset = Dataset(to_scale(images, spec.scale), torch.from_numpy(labels), num_classes)
-    return _limit(dataset, spec.limit if split == "train" else None)
+    dataset = _limit(Dataset(to_scale(images, spec.scale), torch.from_numpy(labels), num_classes),
+                     spec.limit if split == "train" else None)
+    if spec.task == "generate":
+        return dataset
+    return derive_task(dataset, spec, split, seed)
 
 
 def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     if limit is None or limit >= len(dataset):
         return dataset
     return Dataset(dataset.samples[:limit], dataset.labels[:limit], dataset.num_classes)
+
+
+def derive_task(dataset: Dataset, data: DataSpec, split: str, seed: int) -> Dataset:
+    """The task's dataset (zerosum.tasks): `dataset`, the images as read, with the inputs of
+    data.task, their labels and (test split) the task's baseline outputs."""
+    images, side = dataset.samples, dataset.samples.shape[-1]
+    if data.task == "superres":
+        inputs = tasks.area_downsample(images, data.factor)
+        return replace(dataset, inputs=inputs, input_labels=dataset.labels,
+                       baseline=tasks.lift(inputs, side, data.scale) if split == "test" else None)
+    if data.task == "complete":
+        masks = tasks.square_masks(len(images), side, data.mask_size,
+                                   torch.Generator().manual_seed(tasks.MASK_SEEDS[split]))
+        inputs = torch.where(masks, torch.tensor(tasks.MASK_FILL[data.scale]), images)
+        baseline = None
+        if split == "test":
+            train_mean = load_dataset(data.model_copy(update={"task": "generate"}), "train").samples.mean(0)
+            baseline = torch.where(masks, train_mean, images)
+        return replace(dataset, inputs=inputs, input_labels=dataset.labels, baseline=baseline)
+    domain_x = load_dataset(data.source.model_copy(update={"scale": data.scale}), split, seed=seed)
+    inputs = tasks.resize_to(domain_x.samples, side)
+    return replace(dataset, inputs=inputs, input_labels=domain_x.labels, paired=False,
+                   baseline=inputs if split == "test" else None)
+
+
+def task_input_shape(data: DataSpec, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One input of data.task, from one sample's (C, S, S): superres (C, S/f, S/f); complete and
+    unpaired (C, S, S) (an unpaired domain is resized to S and has C channels, config checks)."""
+    channels, side = sample_shape[0], sample_shape[-1]
+    if data.task == "superres":
+        return (channels, side // data.factor, side // data.factor)
+    return tuple(sample_shape)
 
 
 def describe_dataset(spec: DataSpec) -> tuple[tuple[int, ...], int]:
@@ -198,33 +280,66 @@ def describe_dataset(spec: DataSpec) -> tuple[tuple[int, ...], int]:
 # --------------------------------------------------------------------------- batching
 
 
+def shard_order(length: int, rank: int, world_size: int, seed: int, epoch: int) -> torch.Tensor:
+    """This rank's indices into `length` items for one epoch, shuffled like DistributedSampler
+    (padded so that every rank gets the same count)."""
+    sampler = DistributedSampler(range(length), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                 drop_last=False)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler))
+
+
 class ShardedBatches:
-    """Endless batches of this rank's shard, reshuffled every epoch like DistributedSampler.
+    """Endless batches of this rank's shard, reshuffled every epoch like DistributedSampler,
+    as {"x": samples, "y": labels} and, for a task, {"c": inputs, "c_y": their labels}.
 
     Every rank gets the same number of batches per epoch (the sampler pads), so
-    collectives never wait on a rank that ran out of data.
+    collectives never wait on a rank that ran out of data. Paired inputs come with their
+    samples; an unpaired domain is drawn in its own shuffled order (seed + 1), so no
+    pairing of the two is ever seen.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, rank: int, world_size: int, seed: int):
-        if len(dataset) < batch_size * world_size:
-            raise DataError(
-                f"schedule.batch_size: {batch_size} x {world_size} workers needs at least that many "
-                f"samples, the dataset has {len(dataset)}"
-            )
+        counts = {"dataset": len(dataset)}
+        if dataset.inputs is not None and not dataset.paired:
+            counts["data.source domain"] = len(dataset.inputs)
+        for what, count in counts.items():
+            if count < batch_size * world_size:
+                raise DataError(
+                    f"schedule.batch_size: {batch_size} x {world_size} workers needs at least that many "
+                    f"samples, the {what} has {count}"
+                )
         self.dataset = dataset
         self.batch_size = batch_size
-        self.sampler = DistributedSampler(range(len(dataset)), num_replicas=world_size, rank=rank,
-                                          shuffle=True, seed=seed, drop_last=False)
+        self.rank, self.world_size, self.seed = rank, world_size, seed
         self.epoch = 0
 
-    def batches_per_epoch(self) -> int:
-        return len(self.sampler) // self.batch_size
+    def batches_per_epoch(self, length: int | None = None) -> int:
+        per_rank = -(-(length or len(self.dataset)) // self.world_size)
+        return per_rank // self.batch_size
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        data = self.dataset
+        unpaired = data.inputs is not None and not data.paired
+        other = self.unpaired_batches(self.epoch) if unpaired else None
         while True:
-            self.sampler.set_epoch(self.epoch)
-            indices = torch.tensor(list(self.sampler))
+            indices = shard_order(len(data), self.rank, self.world_size, self.seed, self.epoch)
             for start in range(0, self.batches_per_epoch() * self.batch_size, self.batch_size):
                 chunk = indices[start: start + self.batch_size]
-                yield self.dataset.samples[chunk], self.dataset.labels[chunk]
+                batch = {"x": data.samples[chunk], "y": data.labels[chunk]}
+                if data.inputs is not None:
+                    source = chunk if data.paired else next(other)
+                    batch |= {"c": data.inputs[source], "c_y": data.input_labels[source]}
+                yield batch
             self.epoch += 1
+
+    def unpaired_batches(self, epoch: int) -> Iterator[torch.Tensor]:
+        """Index batches into the unpaired domain, from the epoch of it that the samples'
+        `epoch` reaches (so a resumed run does not replay its first epoch)."""
+        length = len(self.dataset.inputs)
+        epoch = epoch * self.batches_per_epoch() // max(1, self.batches_per_epoch(length))
+        while True:
+            indices = shard_order(length, self.rank, self.world_size, self.seed + 1, epoch)
+            for start in range(0, self.batches_per_epoch(length) * self.batch_size, self.batch_size):
+                yield indices[start: start + self.batch_size]
+            epoch += 1

@@ -214,3 +214,15 @@ def gradient_penalty(
     # The tiny constant keeps sqrt differentiable where the gradient is exactly zero.
     norm = torch.sqrt(grad.float().flatten(1).pow(2).sum(dim=1) + 1e-12)
     return weight * (norm - 1.0).pow(2).mean()
+
+
+def l1_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """mean |outputs - targets| over every element (pix2pix's L1 term), at least float32."""
+    return (_at_least_float32(outputs) - _at_least_float32(targets)).abs().mean()
+
+
+def cycle_consistency_loss(x: torch.Tensor, x_cycled: torch.Tensor, y: torch.Tensor,
+                           y_cycled: torch.Tensor) -> torch.Tensor:
+    """CycleGAN's cycle loss (Zhu et al. 2017, eq. 2): mean|F(G(x)) - x| + mean|G(F(y)) - y|.
+    x, x_cycled: (N, C, H, W) of domain X; y, y_cycled: (M, C, H, W) of domain Y."""
+    return l1_loss(x_cycled, x) + l1_loss(y_cycled, y)

@@ -66,19 +66,24 @@ def samples_to_image(samples: torch.Tensor, scale: str, reference: torch.Tensor 
     return image_grid(to_unit_images(samples, scale))
 
 
-def side_by_side(real: np.ndarray, fake: np.ndarray, titles: tuple[str, str] = ("real", "generated")) -> np.ndarray:
-    """Two pictures (uint8 (H, W, 3) each, e.g. grids of reals and fakes) next to each other,
-    titled, as one uint8 (H', W', 3) picture: the comparison a run ends with."""
+def titled_row(pictures: list[np.ndarray] | tuple[np.ndarray, ...], titles: tuple[str, ...]) -> np.ndarray:
+    """Pictures (uint8 (H, W, 3) each, e.g. grids) next to each other, each titled, as one
+    uint8 (H', W', 3) picture."""
     plt = pyplot()
-    height_px = max(real.shape[0], fake.shape[0])
-    dpi = 100
-    figure, axes = plt.subplots(1, 2, figsize=(2 * height_px / dpi + 0.4, height_px / dpi + 0.5), dpi=dpi)
-    for axis, image, title in zip(axes, (real, fake), titles):
+    height_px = max(picture.shape[0] for picture in pictures)
+    dpi, count = 100, len(pictures)
+    figure, axes = plt.subplots(1, count, figsize=(count * height_px / dpi + 0.4, height_px / dpi + 0.5), dpi=dpi)
+    for axis, image, title in zip(axes, pictures, titles):
         axis.imshow(image, interpolation="nearest")
         axis.set_title(title)
         axis.axis("off")
     figure.tight_layout()
     return figure_to_rgb(figure)
+
+
+def side_by_side(real: np.ndarray, fake: np.ndarray, titles: tuple[str, str] = ("real", "generated")) -> np.ndarray:
+    """Reals and fakes (grids) side by side, titled: the comparison a run ends with."""
+    return titled_row((real, fake), titles)
 
 
 def save_png(image: np.ndarray, path) -> None:

@@ -3,7 +3,9 @@
 What is logged is a `ServingGenerator`: G (EMA weights when the run kept them)
 whose images come out in [0, 1] whatever the training scale, as a pt2 model with
 a signature of z (and y for conditional G) and the metadata `zerosum sample`
-needs (z_dim, z distribution, classes, sample shape, output kind).
+needs (z_dim, z distribution, classes, sample shape, output kind). A translating
+method's G is logged as a `ServingTranslator`: a signature of one image batch in
+[0, 1], and the metadata `zerosum translate` needs (kind "translator", input shape).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from zerosum.catalog import is_image_data, kind_of_shape
+from zerosum.catalog import TRANSLATION_METHODS, is_image_data, kind_of_shape
 from zerosum.config import JobSpec
-from zerosum.data import describe_dataset, load_dataset, to_unit_images
+from zerosum.data import describe_dataset, folder_images, load_dataset, task_input_shape, to_unit_images
 from zerosum.errors import ZerosumError, first_line
 from zerosum.latent import LatentCodes
-from zerosum.pictures import image_grid, samples_to_image, save_png, scatter_image, side_by_side
-from zerosum.train.build import NoiseSource, build_generator_for, generator_input_dim, noise_source_for
+from zerosum.methods import method_for
+from zerosum.pictures import image_grid, samples_to_image, save_png, scatter_image, side_by_side, titled_row
+from zerosum.train.build import NoiseSource, generator_input_dim, noise_source_for
 
 # What a served generator returns, by data kind (the metadata's "output").
 OUTPUT_KINDS = {"points": "points", "images": "unit-images"}
+# The metadata "kind" of a served translator (a generator's metadata has no kind).
+TRANSLATOR_KIND = "translator"
 # A URI scheme (models:/..., runs:/..., file:///...): two letters at least, so that a Windows
 # drive letter (C:) stays a path. And the forms `zerosum sample` users write.
 MODEL_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
@@ -46,9 +51,33 @@ class ServingGenerator(nn.Module):
         return to_unit_images(out, self.scale) if self.images else out
 
 
+class ServingTranslator(nn.Module):
+    """A translator for users: images in [0, 1] in, images in [0, 1] out, whatever the training scale.
+    images float (N, *input_shape) -> float (N, *sample_shape)."""
+
+    def __init__(self, translator: nn.Module, scale: str):
+        super().__init__()
+        self.translator = translator.eval()
+        self.scale = scale
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        inputs = images if self.scale == "unit" else images * 2.0 - 1.0
+        return to_unit_images(self.translator(inputs), self.scale)
+
+
+def translator_example(spec: JobSpec, sample_shape: tuple[int, ...]) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
+    """A translator's example input (an image batch) and the metadata `zerosum translate` needs."""
+    input_shape = task_input_shape(spec.data, sample_shape)
+    metadata = {"kind": TRANSLATOR_KIND, "input_shape": list(input_shape), "sample_shape": list(sample_shape),
+                "output": OUTPUT_KINDS["images"], "task": spec.data.task, "job": spec.name, "method": spec.method}
+    return (torch.zeros(2, *input_shape),), metadata
+
+
 def serving_example(spec: JobSpec, shape: tuple[tuple[int, ...], int]) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
-    """Example inputs for export and the metadata `zerosum sample` needs."""
+    """Example inputs for export and the metadata `zerosum sample` (or `translate`) needs."""
     sample_shape, num_classes = shape
+    if spec.method in TRANSLATION_METHODS:
+        return translator_example(spec, sample_shape)
     classes = num_classes if spec.model.conditional else 0
     g, codes = spec.model.g, spec.model.codes
     input_dim = generator_input_dim(spec)
@@ -62,16 +91,36 @@ def serving_example(spec: JobSpec, shape: tuple[tuple[int, ...], int]) -> tuple[
 
 
 def load_trained_generator(spec: JobSpec, state: dict[str, Any], shape: tuple[tuple[int, ...], int]) -> nn.Module:
-    """G (EMA weights when kept) from a checkpoint's state, in eval mode on CPU.
-    shape: (sample_shape, num_classes) as `describe_dataset` gives them."""
-    generator = build_generator_for(spec, *shape)
-    generator.load_state_dict(state["ema"] if state.get("ema") is not None else state["players"]["g"])
-    return generator.eval()
+    """What users sample (the method's sampler: G with EMA weights when kept, T(G(z)) for
+    staged, the translator for pix2pix and CycleGAN) from a checkpoint's state, in eval mode
+    on CPU. shape: (sample_shape, num_classes) as `describe_dataset` gives them."""
+    method = method_for(spec)
+    players = method.build(*shape)
+    for name, weights in state["players"].items():
+        players[name].load_state_dict(weights)
+    ema = None
+    if state.get("ema") is not None:
+        ema = method.build(*shape)["g"]
+        ema.load_state_dict(state["ema"])
+    return method.sampler(players, ema).eval()
+
+
+@torch.no_grad()
+def translation_picture(spec: JobSpec, translator: nn.Module, n: int = 64):
+    """uint8 (H, W, 3): n held-out inputs, the translator's outputs and (paired tasks) the targets."""
+    test = load_dataset(spec.data, "test", seed=spec.schedule.seed)
+    inputs = test.inputs[:n]
+    columns = [translator.condition(inputs), translator(inputs)] + ([test.samples[:n]] if test.paired else [])
+    titles = ("input", "output", "target")[:len(columns)]
+    return titled_row([image_grid(to_unit_images(c, spec.data.scale)) for c in columns], titles)
 
 
 @torch.no_grad()
 def sample_picture(spec: JobSpec, generator: nn.Module, num_classes: int, n: int = 64):
-    """uint8 (H, W, 3): n samples of G as a grid (images) or a scatter over reals (points)."""
+    """uint8 (H, W, 3): n samples of G as a grid (images) or a scatter over reals (points);
+    a translator's held-out triplets."""
+    if spec.method in TRANSLATION_METHODS:
+        return translation_picture(spec, generator, n)
     noise = noise_source_for(spec, num_classes)
     rng = torch.Generator().manual_seed(spec.schedule.seed)
     z, y = noise.sample(n, rng, torch.device("cpu")), noise.labels(n, rng, torch.device("cpu"))
@@ -89,10 +138,14 @@ def log_checkpoint_generator(spec: JobSpec, state: dict[str, Any], run, register
     shape = describe_dataset(spec.data)
     example, metadata = serving_example(spec, shape)
     metadata.update(extra_metadata or {})
-    served = ServingGenerator(load_trained_generator(spec, state, shape), spec.data.scale, metadata)
+    trained = load_trained_generator(spec, state, shape)
+    if metadata.get("kind") == TRANSLATOR_KIND:
+        served, input_names = ServingTranslator(trained, spec.data.scale), ("images",)
+    else:
+        served, input_names = ServingGenerator(trained, spec.data.scale, metadata), ("z", "y")
     from zerosum import tracking
 
-    return tracking.log_generator(run, served, example, metadata, register_as, alias=alias)
+    return tracking.log_generator(run, served, example, metadata, register_as, alias=alias, input_names=input_names)
 
 
 def draw_noise(metadata: dict, n: int, seed: int, code: int | None = None,
@@ -167,11 +220,76 @@ def sample_to_png(model_uri: str, n: int, output: Path, label: int | None = None
     if n < 1:
         raise ZerosumError(f"-n: must be at least 1, got {n}")
     model, metadata = load_generator(model_uri)
+    if metadata.get("kind") == TRANSLATOR_KIND:
+        raise ZerosumError(f"{model_uri}: this model translates images, it does not sample from z; "
+                           "use `zerosum translate MODEL_URI --input DIR_OR_SPEC`")
     z = draw_noise(metadata, n, seed, code=code, sweep=sweep)
     y = class_labels(metadata, n, label, seed)
     with torch.no_grad():
         samples = model(z) if y is None else model(z, y)
     picture = scatter_image(samples) if metadata.get("output") == OUTPUT_KINDS["points"] else image_grid(samples)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_png(picture, output)
+    return output
+
+
+def folder_inputs(folder: Path, input_shape: tuple[int, ...], n: int) -> torch.Tensor:
+    """The first n images of a folder as float (n, C, h, w) in [0, 1]; every image must have
+    the model's input size, else a ZerosumError naming the file and the size it takes."""
+    import numpy as np
+    from PIL import Image
+
+    channels, height, width = input_shape
+    files = folder_images(folder, "--input")[:n]
+    with Image.open(files[0]) as first:
+        if first.size != (width, height):
+            raise ZerosumError(f"--input {folder}: {files[0].relative_to(folder)} is {first.size[0]}x{first.size[1]}; "
+                               f"this model translates {width}x{height} images")
+    mode = "L" if channels == 1 else "RGB"
+    arrays = [np.asarray(Image.open(path).convert(mode), dtype=np.uint8).reshape(height, width, channels)
+              for path in files]
+    return torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy()).float() / 255.0
+
+
+def spec_inputs(path: Path, input_shape: tuple[int, ...], n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A job spec's first n held-out inputs and (paired tasks) targets, in [0, 1]; the spec's
+    inputs must have the model's input shape."""
+    from zerosum.config import load_job
+
+    spec = load_job(path)
+    if spec.data.task == "generate":
+        raise ZerosumError(f"--input {path}: data.task is generate; a spec given to translate needs a task's inputs")
+    test = load_dataset(spec.data, "test", seed=spec.schedule.seed)
+    if tuple(test.inputs.shape[1:]) != tuple(input_shape):
+        raise ZerosumError(f"--input {path}: its inputs are {tuple(test.inputs.shape[1:])}; this model translates "
+                           f"{tuple(input_shape)}")
+    inputs = to_unit_images(test.inputs[:n], spec.data.scale)
+    return inputs, to_unit_images(test.samples[:n], spec.data.scale) if test.paired else None
+
+
+def translate_to_png(model_uri: str, source: Path, output: Path, n: int = 64) -> Path:
+    """Translate a folder of images or a job spec's held-out inputs with a logged translator;
+    write input | output (| target) grids side by side to a PNG."""
+    if n < 1:
+        raise ZerosumError(f"-n: must be at least 1, got {n}")
+    if not (source.is_dir() or source.suffix in (".yaml", ".yml") and source.is_file()):
+        raise ZerosumError(f"--input {source}: expected a folder of images or a job spec (.yaml)")
+    model, metadata = load_generator(model_uri)
+    if metadata.get("kind") != TRANSLATOR_KIND:
+        raise ZerosumError(f"{model_uri}: this model generates from z and has no image input; use `zerosum sample`")
+    input_shape = tuple(int(side) for side in metadata["input_shape"])
+    targets = None
+    if source.is_dir():
+        inputs = folder_inputs(source, input_shape, n)
+    else:
+        inputs, targets = spec_inputs(source, input_shape, n)
+    with torch.no_grad():
+        outputs = model(inputs)
+    side = outputs.shape[-1]
+    # The inputs at the outputs' side (nearest: shown as they are, not smoothed).
+    shown = torch.nn.functional.interpolate(inputs, size=(side, side), mode="nearest")
+    columns = [shown, outputs] + ([targets] if targets is not None else [])
+    picture = titled_row([image_grid(c) for c in columns], ("input", "output", "target")[:len(columns)])
     output.parent.mkdir(parents=True, exist_ok=True)
     save_png(picture, output)
     return output

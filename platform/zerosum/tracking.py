@@ -278,20 +278,22 @@ def fluent_tracking_uri(uri: str):
 
 
 def log_generator(run: TrackedRun, model: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...],
-                  metadata: dict[str, Any], register_as: str | None, alias: str = "candidate") -> str | None:
+                  metadata: dict[str, Any], register_as: str | None, alias: str = "candidate",
+                  input_names: tuple[str, ...] = ("z", "y")) -> str | None:
     """Log G as a pt2 model (no pickle), register it and point `alias` at the new version.
 
     MLflow reserves the alias 'latest' (`models:/NAME/latest` already means the newest
     version), so a freshly trained version gets the alias 'candidate'; Tune campaigns
     give their best version 'champion'.
 
-    example_inputs: (z,) or (z, y); batch dimension is dynamic in the signature.
+    example_inputs: (z,) or (z, y) named by input_names, or a translator's (images,); the
+    batch dimension is dynamic in the signature.
     Returns the model version, or None when not registered.
     """
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    names = ["z", "y"][: len(example_inputs)]
+    names = input_names[: len(example_inputs)]
     inputs = Schema([TensorSpec(np.dtype(str(t.dtype).removeprefix("torch.")), (-1, *t.shape[1:]), name)
                      for name, t in zip(names, example_inputs)])
     with torch.no_grad():

@@ -64,7 +64,7 @@ def test_sharded_batches_split_the_data_between_ranks():
     for rank in range(2):
         batcher = ShardedBatches(data, batch_size=100, rank=rank, world_size=2, seed=0)
         batches = iter(batcher)
-        chunk = [next(batches)[0] for _ in range(batcher.batches_per_epoch())]
+        chunk = [next(batches)["x"] for _ in range(batcher.batches_per_epoch())]
         seen.append({tuple(x.tolist()) for x in torch.cat(chunk)})
     assert not seen[0] & seen[1]
     assert len(seen[0]) == len(seen[1]) == 500

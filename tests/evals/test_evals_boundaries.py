@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, sys
 import evals, evals.stats, evals.fid, evals.mmd, evals.modes, evals.stopping
-import evals.features, evals.classifier, evals.inception, evals.metrics
+import evals.features, evals.classifier, evals.inception, evals.metrics, evals.translation
 # Touch the lazily imported torch-fidelity too, as building an Inception extractor does.
 import torch_fidelity.feature_extractor_inceptionv3
 banned = sorted(m for m in sys.modules if m.split(".")[0] in ("ray", "mlflow", "zerosum"))

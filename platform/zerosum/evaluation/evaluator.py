@@ -1,7 +1,8 @@
 """In-training evaluation: sample, extract features per rank, merge, score once, maybe stop.
 
 At an eval round every rank draws its share of `eval.num_samples` fakes (from EMA-G
-when the run keeps one) and extracts features. The `FeatureStats` are all-reduced
+when the run keeps one), or translates its share of held-out inputs (a translating
+method; evaluation/translation.py), and extracts features. The `FeatureStats` are all-reduced
 and the features all-gathered; rank 0 computes the metrics once with `evals`,
 feeds the stopping rule and broadcasts (metrics, verdict) so that every rank
 leaves the loop at the same round. The real side is computed once per run and
@@ -22,9 +23,10 @@ from torch import nn
 
 from evals.metrics import FEATURE_METRICS, class_metrics, feature_metrics, mixture_metrics
 from evals.stats import FeatureStats
-from zerosum.catalog import is_image_data
+from evals.translation import translation_metrics
+from zerosum.catalog import TRANSLATION_METHODS, TRANSLATION_METRICS, is_image_data
 from zerosum.config import JobSpec
-from zerosum.data import Dataset
+from zerosum.data import Dataset, to_unit_images
 from zerosum.evaluation.collectives import broadcast_from_rank0, gather_rows, merge_stats
 from zerosum.evaluation.plan import (
     EXTRACTOR_METRICS,
@@ -34,37 +36,54 @@ from zerosum.evaluation.plan import (
     check_eval_spec,
 )
 from zerosum.evaluation.reference import RealReference, extract, real_reference
-from zerosum.pictures import samples_to_image
-from zerosum.train.steps import unwrap
+from zerosum.evaluation.translation import held_out_share, per_image_scores, translate
+from zerosum.pictures import image_grid, samples_to_image, titled_row
 
 log = logging.getLogger(__name__)
 
 
-def score(spec: JobSpec, fakes: torch.Tensor, features: torch.Tensor | None, stats: FeatureStats | None,
-          probs: torch.Tensor | None, reference: RealReference | None, round_index: int) -> dict[str, float]:
-    """The metrics named in eval.metrics, computed once from the merged fakes.
+@dataclass
+class Merged:
+    """One evaluation's outputs, merged over ranks for rank 0 to score.
 
-    fakes: (N, *sample_shape) in the data's scale; features float64 (N, D) or None.
-    """
+    fakes: (N, *sample_shape) in the data's scale (gathered for points; images stay per rank,
+    only their features are needed); features float64 (N, D) or None; stats merged;
+    probs float64 (N, K) or None; per_image: a translator's per-image scores, (N, 1) each."""
+
+    fakes: torch.Tensor
+    features: torch.Tensor | None
+    stats: FeatureStats | None
+    probs: torch.Tensor | None
+    per_image: dict[str, torch.Tensor]
+
+
+def score(spec: JobSpec, merged: Merged, reference: RealReference | None, round_index: int) -> dict[str, float]:
+    """The metrics named in eval.metrics, computed once from the merged outputs."""
     wanted = set(spec.eval.metrics)
     metrics: dict[str, float] = {}
     if wanted & set(FEATURE_METRICS):
         metrics |= feature_metrics(
-            features, None if reference is None else reference.features,
+            merged.features, None if reference is None else reference.features,
             metrics=sorted(wanted & set(FEATURE_METRICS)), reference=None if reference is None else reference.fid,
-            fake_stats=stats, num_permutations=spec.eval.mmd_permutations, kid_subsets=spec.eval.kid_subsets,
+            fake_stats=merged.stats, num_permutations=spec.eval.mmd_permutations, kid_subsets=spec.eval.kid_subsets,
             kid_subset_size=spec.eval.kid_subset_size, seed=spec.schedule.seed + round_index,
         )
     if "modes" in wanted:
-        metrics |= mixture_metrics(fakes.reshape(len(fakes), -1), spec.data.name)
+        metrics |= mixture_metrics(merged.fakes.reshape(len(merged.fakes), -1), spec.data.name)
     if "classes" in wanted:
-        metrics |= class_metrics(probs)
+        metrics |= class_metrics(merged.probs)
+    metrics |= translation_metrics(**merged.per_image)
     return {key: float(value) for key, value in metrics.items()}
 
 
+def baseline_keys(metrics: dict[str, float]) -> dict[str, float]:
+    """eval/fid -> baseline/fid: the task's baseline, scored as a translator's outputs are."""
+    return {f"baseline/{key.removeprefix('eval/')}": value for key, value in metrics.items()}
+
+
 def sampling_model(state) -> nn.Module:
-    """EMA-G when the run keeps one, else G's module."""
-    return state.ema if state.ema is not None else unwrap(state.generator)
+    """What the run samples: its method's sampler (EMA-G when kept; T(G(z)) for staged)."""
+    return state.method.sampler(state.players, state.ema)
 
 
 @torch.no_grad()
@@ -115,6 +134,10 @@ class Evaluator:
             self.extractor = build_extractor(spec, dataset.sample_shape, device)
             # Only rank 0 scores: the other ranks need the extractor, not the real side.
             self.reference = real_reference(spec, self.extractor) if rank == 0 else None
+        # A translator is judged on held-out inputs; its task's baseline once per run.
+        translates = spec.method in TRANSLATION_METHODS
+        self.held_out = held_out_share(spec, rank, world_size) if translates else None
+        self.baseline_scored = not translates
 
     def due(self, round_index: int) -> bool:
         every = self.spec.eval.every_rounds
@@ -130,11 +153,16 @@ class Evaluator:
             return {}, verdict
         if self.logger is not None:
             self.log_grid(state, round_index)
-        fakes, features, stats, probs = self.sample_and_merge(state, round_index)
+        merged = self.sample_and_merge(state, round_index)
+        baseline = None if self.baseline_scored else self.merge(self.held_out.baseline)
+        self.baseline_scored = True
         result: tuple[dict[str, float], Verdict] = ({}, GO_ON)
         if self.rank == 0:
             with self.warnings_once_per_run():
-                metrics = score(self.spec, fakes, features, stats, probs, self.reference, round_index)
+                metrics = score(self.spec, merged, self.reference, round_index)
+                if baseline is not None and self.logger is not None:
+                    self.logger.log_metrics(baseline_keys(score(self.spec, baseline, self.reference, round_index)),
+                                            round_index, always=True)
             decision = self.rule.update({**train_metrics, **metrics}) if self.rule else None
             result = (metrics, Verdict(decision.reason) if decision and decision.stop else GO_ON)
             if self.logger is not None:
@@ -177,24 +205,54 @@ class Evaluator:
                 if self.logger is not None:
                     self.logger.warn(message)
 
-    def sample_and_merge(self, state, round_index: int):
-        """This rank's share of fakes and features, gathered and merged across ranks."""
+    def sample_and_merge(self, state, round_index: int) -> Merged:
+        """This rank's share of fakes (or of translated held-out inputs), merged across ranks."""
+        model = sampling_model(state)
+        if self.held_out is not None:
+            return self.merge(translate(model, self.held_out.inputs, self.device))
         share = -(-self.spec.eval.num_samples // self.world_size)
         rng = torch.Generator().manual_seed(self.spec.schedule.seed * 100_003 + round_index * 101 + self.rank)
-        fakes = generate(sampling_model(state), state.noise, share, rng, self.device)
+        return self.merge(generate(model, state.noise, share, rng, self.device))
+
+    def merge(self, fakes: torch.Tensor) -> Merged:
+        """Features, statistics and per-image scores of this rank's outputs, gathered."""
         features = probs = stats = None
         if self.extractor is not None:
             features, probs = extract(self.extractor, fakes, self.spec.data.scale, self.is_image)
             stats = merge_stats(FeatureStats.from_features(features), self.world_size)
+        per_image = {}
+        if self.held_out is not None:
+            wanted = set(self.spec.eval.metrics) & set(TRANSLATION_METRICS)
+            per_image = per_image_scores(fakes, self.held_out, probs, self.spec.data.scale, wanted)
         # Gathering points for mode coverage is cheap; images are only needed as features.
         gathered_fakes = gather_rows(fakes, self.world_size) if not self.is_image else fakes
-        return gathered_fakes, gather_rows(features, self.world_size), stats, gather_rows(probs, self.world_size)
+        return Merged(gathered_fakes, gather_rows(features, self.world_size), stats,
+                      gather_rows(probs, self.world_size),
+                      {key: gather_rows(rows, self.world_size) for key, rows in per_image.items()})
 
     def log_grid(self, state, round_index: int) -> None:
+        if self.held_out is not None:
+            self.logger.log_samples(self.translation_grid(state), round_index)
+            return
         grid_rng = torch.Generator().manual_seed(self.spec.schedule.seed)
         samples = generate(sampling_model(state), state.noise, self.spec.eval.grid_size, grid_rng, self.device)
         reference = None if self.is_image else self.dataset.samples[:1000]
         self.logger.log_samples(samples_to_image(samples, self.spec.data.scale, reference), round_index)
+
+    def translation_grid(self, state):
+        """The same held-out inputs every eval: input | output | target (paired tasks) or
+        input | output | the way back (CycleGAN's F(G(x))), one grid each, side by side."""
+        model, held_out = sampling_model(state), self.held_out
+        inputs = held_out.inputs[:self.spec.eval.grid_size]
+        outputs = translate(model, inputs, self.device)
+        if held_out.targets is not None:
+            third, title = held_out.targets[:len(inputs)], "target"
+        else:
+            third, title = translate(state.method.inverse_translator(state.players), outputs, self.device), "back"
+        with torch.no_grad():
+            shown_inputs = model.condition(inputs.to(self.device)).cpu()
+        panels = [image_grid(to_unit_images(images, self.spec.data.scale)) for images in (shown_inputs, outputs, third)]
+        return titled_row(panels, ("input", "output", title))
 
     def state_dict(self) -> dict[str, Any]:
         state = {"extra/stopping": self.rule.state_dict()} if self.rule else {}

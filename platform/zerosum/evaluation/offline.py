@@ -23,9 +23,9 @@ from zerosum.catalog import (
     is_image_data,
 )
 from zerosum.config import JobSpec, load_job, validate_job
-from zerosum.data import IMAGE_SUFFIXES, describe_dataset, load_dataset
-from zerosum.errors import ConfigError, DataError
-from zerosum.evaluation.evaluator import score
+from zerosum.data import describe_dataset, folder_images, load_dataset
+from zerosum.errors import ConfigError
+from zerosum.evaluation.evaluator import Merged, score
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.evaluation.plan import EXTRACTOR_METRICS, build_extractor, feature_kind
 from zerosum.evaluation.reference import extract, real_reference
@@ -51,43 +51,6 @@ class EvalRequest:
     overrides: list[str] = field(default_factory=list)
     seed: int = 0
     device: str = "cpu"
-
-
-def folder_images(folder: Path, flag: str) -> list[Path]:
-    """The images under `folder` (subfolders too), each readable and all of one square
-    size; else a DataError naming `flag`, the folder and the file. The folder loader scales
-    every image to one side, so a folder of mixed sizes would be scored distorted, silently."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not images:
-        found = (f"; its {len(files)} file(s), e.g. {files[0].relative_to(folder)}, are not images" if files
-                 else "; it is empty")
-        raise DataError(f"{flag} {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or its subfolders{found}")
-    first_path, first_size = images[0], image_size(images[0], folder, flag)
-    for path in images:
-        size = first_size if path == first_path else image_size(path, folder, flag)
-        if size[0] != size[1]:
-            raise DataError(f"{flag} {folder}: {path.relative_to(folder)} is {size[0]}x{size[1]}; "
-                            f"images must be square")
-        if size != first_size:
-            raise DataError(f"{flag} {folder}: images of different sizes ({first_path.relative_to(folder)} is "
-                            f"{first_size[0]}x{first_size[1]}, {path.relative_to(folder)} is {size[0]}x{size[1]}); "
-                            f"every image must have the same size")
-    return images
-
-
-def image_size(path: Path, folder: Path, flag: str) -> tuple[int, int]:
-    """(width, height) from the file's header (no decoding), or a DataError naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except UnidentifiedImageError:
-        problem = "not an image in a format PIL reads"
-    except OSError as err:
-        problem = f"cannot read it ({err.strerror or err})"
-    raise DataError(f"{flag} {folder}: {path.relative_to(folder)}: {problem}")
 
 
 def folder_spec(folder: Path) -> dict:
@@ -168,9 +131,10 @@ def evaluate(request: EvalRequest) -> dict[str, float]:
     spec = evaluation_spec(request)
     fakes, scale = load_fakes(request, spec)
     if not set(spec.eval.metrics) - {"modes"}:
-        return score(spec, fakes, None, None, None, None, round_index=0)
+        return score(spec, Merged(fakes, None, None, None, {}), None, round_index=0)
     sample_shape, _ = describe_dataset(spec.data)
     extractor = build_extractor(spec, sample_shape, torch.device(request.device))
     reference = real_reference(spec, extractor)
     features, probs = extract(extractor, fakes, scale, is_image_data(spec.data.name))
-    return score(spec, fakes, features, FeatureStats.from_features(features), probs, reference, round_index=0)
+    return score(spec, Merged(fakes, features, FeatureStats.from_features(features), probs, {}), reference,
+                 round_index=0)

@@ -19,8 +19,8 @@ from zerosum.config import JobSpec, StopSpec
 from zerosum.errors import ConfigError
 from zerosum.files import cache_dir
 
-# Metrics that need a feature extractor (classes needs the classifier's probabilities).
-EXTRACTOR_METRICS = set(FEATURE_METRICS) | {"classes"}
+# Metrics that need a feature extractor (classes and accuracy need the classifier's probabilities).
+EXTRACTOR_METRICS = set(FEATURE_METRICS) | {"classes", "accuracy"}
 
 
 def feature_kind(spec: JobSpec) -> str:
@@ -39,8 +39,9 @@ def check_eval_spec(spec: JobSpec) -> None:
     if "modes" in metrics and not dataset_info(spec.data.name).mixture:
         raise ConfigError(f"eval.metrics: 'modes' needs a known mixture (data.name {' or '.join(MIXTURES)}); "
                           "use 'classes' for labelled images")
-    if "classes" in metrics and kind != "classifier":
-        raise ConfigError(f"eval.metrics: 'classes' needs eval.features: classifier (got {kind})")
+    for needs_classifier in sorted(metrics & {"classes", "accuracy"}):
+        if kind != "classifier":
+            raise ConfigError(f"eval.metrics: '{needs_classifier}' needs eval.features: classifier (got {kind})")
     if kind == "classifier" and metrics & EXTRACTOR_METRICS and spec.eval.featurizer_path is None:
         raise ConfigError("eval.featurizer_path: classifier features need trained weights; run "
                           f"`zerosum featurizer train --dataset {spec.data.name}` or let `zerosum run` do it")

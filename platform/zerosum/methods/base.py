@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zerosum.catalog import METHOD_PLAYERS
+from zerosum.catalog import METHOD_PLAYERS, TRANSLATION_METHODS
 from zerosum.config import JobSpec
 from zerosum.train.build import NoiseSource
+from zerosum.train.steps import unwrap
 
 Players = dict[str, nn.Module]
 Batch = dict[str, torch.Tensor | None]
@@ -48,10 +49,17 @@ class PhaseContext:
 
 
 class Method:
-    """The base of every method: its players and its phases."""
+    """The base of every method: its players and its phases.
+
+    translates: G maps an input image batch to images (pix2pix, CycleGAN), so it is sampled
+    on held-out inputs, judged against their targets and served with an image signature;
+    otherwise G maps z (and labels) to samples.
+    """
 
     name = "method"
+
     def __init__(self, spec: JobSpec):
+        self.translates = self.name in TRANSLATION_METHODS
         self.spec = spec
         # Players each phase trains, from catalog.METHOD_PLAYERS; each group has one optimiser
         # (optim.g for the generator group, optim.d for the critic group).
@@ -74,6 +82,16 @@ class Method:
 
     def after_critic_update(self, players: Players, ctx: PhaseContext) -> None:
         """Runs after each critic optimiser step (WGAN's weight clipping)."""
+
+    def sampler(self, players: Players, ema: nn.Module | None) -> nn.Module:
+        """What users sample: EMA-G when the run keeps one, else G (unwrapped). G(z, y) for a
+        generating method, G(inputs) for a translating one."""
+        return ema if ema is not None else unwrap(players["g"])
+
+    def inverse_translator(self, players: Players) -> nn.Module | None:
+        """The module that maps a translator's outputs back to inputs, where the method has
+        one (CycleGAN's F, unwrapped): the third column of its sample grids. None otherwise."""
+        return None
 
 
 def fakes_and_labels(players: Players, ctx: PhaseContext, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:

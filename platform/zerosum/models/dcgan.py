@@ -22,9 +22,10 @@ from zerosum.models.layers import (
 )
 
 # side -> (start side s0, number of 2x up/downsamplings): 28 = 7*2*2, 32 = 4*2*2*2, 8 = 4*2
-# (scikit-learn digits).
+# (scikit-learn digits), 14 = 7*2 (the first stage of method staged).
 SPATIAL_PLANS: dict[int, tuple[int, int]] = {
     8: (4, 1),
+    14: (7, 1),
     16: (4, 2),
     28: (7, 2),
     32: (4, 3),

@@ -10,6 +10,7 @@ from torch import nn
 from zerosum.config import JobSpec, OptimizerSpec
 from zerosum.latent import LatentCodes, SampledCodes
 from zerosum.models import build_discriminator, build_generator
+from zerosum.models.translation import PairDiscriminator, PatchDiscriminator, Translator, build_translator
 
 
 def build_generator_for(spec: JobSpec, sample_shape: tuple[int, ...], num_classes: int) -> nn.Module:
@@ -37,6 +38,27 @@ def build_discriminator_for(spec: JobSpec, sample_shape: tuple[int, ...], num_cl
         activation=d.activation, dropout=d.dropout, base_channels=d.base_channels,
         batch_norm=d.batch_norm, spectral_norm=d.spectral_norm, minibatch_std=d.minibatch_std,
     )
+
+
+def build_translator_for(spec: JobSpec, input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> Translator:
+    """model.translator from input_shape (C, h, w) to output_shape (C', S, S)."""
+    t = spec.model.translator
+    return build_translator(t.arch, input_shape=input_shape, output_shape=output_shape, scale=spec.data.scale,
+                            base_channels=t.base_channels, blocks=t.blocks, batch_norm=t.batch_norm, output=t.output)
+
+
+def build_pair_critic_for(spec: JobSpec, condition_channels: int, image_shape: tuple[int, ...]) -> PairDiscriminator:
+    """model.patch as pix2pix's D: judges (lifted input, image) pairs."""
+    patch = spec.model.patch
+    return PairDiscriminator(condition_channels, image_shape[0], image_shape[-1], patch.base_channels,
+                             patch.batch_norm, patch.spectral_norm)
+
+
+def build_patch_critic_for(spec: JobSpec, image_shape: tuple[int, ...]) -> PatchDiscriminator:
+    """model.patch as an unconditional PatchGAN D (CycleGAN's, one per domain)."""
+    patch = spec.model.patch
+    return PatchDiscriminator(image_shape[0], image_shape[-1], patch.base_channels, patch.batch_norm,
+                              patch.spectral_norm)
 
 
 def build_models(spec: JobSpec, sample_shape: tuple[int, ...], num_classes: int) -> tuple[nn.Module, nn.Module]:

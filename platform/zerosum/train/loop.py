@@ -246,8 +246,8 @@ def batches_per_round(state: WorkerState, sched) -> int:
 
 
 def next_batch(batches, device: torch.device) -> dict[str, torch.Tensor]:
-    reals, labels = next(batches)
-    return {"x": reals.to(device, non_blocking=True), "y": labels.to(device, non_blocking=True)}
+    """The next batch ({"x", "y"} and a task's {"c", "c_y"}) on the device."""
+    return {key: value.to(device, non_blocking=True) for key, value in next(batches).items()}
 
 
 def train_one_round(state: WorkerState, batches, sched, ctx: PhaseContext) -> dict[str, torch.Tensor]:
