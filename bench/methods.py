@@ -5,12 +5,16 @@ temporary MLflow store), then prints one Markdown row per job:
 - ring8 / grid25: modes covered, high-quality fraction, MMD^2 (last eval);
 - MNIST: classifier-FID and classes covered at each eval round;
 - InfoGAN: the categories' matched accuracy (bench/infogan_categories.py's measure);
+- translation (pix2pix, cyclegan): PSNR, SSIM, accuracy and FID, beside the task's baseline
+  (baseline/*: bicubic, mean fill, the untranslated input), and the run's final triplet grid
+  copied into --pictures;
 - all: `perf/real_samples_per_s` (median over logging windows, warm-up dropped) and wall s.
 
     .venv/bin/python bench/methods.py                        # the toy set (about 6 min)
     .venv/bin/python bench/methods.py --set mnist            # the MNIST set (long: see --rounds)
     .venv/bin/python bench/methods.py jobs/mnist-gmmn.yaml --rounds 1000 --workers 1
     .venv/bin/python bench/methods.py jobs/mnist-diffaug.yaml --override augment.policy=""  # its baseline
+    .venv/bin/python bench/methods.py --set translation --workers 1 --pictures docs/img
 
 `--rounds` caps every job's max_rounds (evals keep their own cadence); `--workers` sets
 scaling.num_workers. The numbers are printed, never asserted: they are measurements.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -31,8 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 JOB_SETS = {
     "toy": ["ring8-mlp", "ring8-pacgan", "ring8-r3gan", "grid25-pacgan"],
     "mnist": ["mnist-dcgan", "mnist-sngan", "mnist-diffaug", "mnist-gmmn", "mnist-mmdgan", "mnist-infogan"],
+    "translation": ["mnist-superres-pix2pix", "mnist-complete-pix2pix", "fashion-superres-pix2pix",
+                    "digits-to-mnist-cyclegan", "mnist-staged"],
 }
-SHOWN = ("eval/modes", "eval/hq_fraction", "eval/mmd2", "eval/fid", "eval/classes_covered", "eval/class_kl")
+SHOWN = ("eval/modes", "eval/hq_fraction", "eval/mmd2", "eval/fid", "eval/classes_covered", "eval/class_kl",
+         "eval/psnr", "eval/ssim", "eval/accuracy")
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--override", action="append", default=[], metavar="A.B=VALUE",
                         help="a field for every job, as zerosum run --set (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--pictures", type=Path, help="copy each run's final samples.png here, as <job>.png")
     return parser.parse_args()
 
 
@@ -89,8 +98,12 @@ def measure(path: Path, args: argparse.Namespace, workdir: Path) -> dict:
         "job": spec.name, "method": spec.method, "rounds": result.rounds_done, "workers": spec.scaling.num_workers,
         "wall_s": round(wall_s, 1), "images_per_s": round(statistics.median(rates[1:] or rates), 1),
         "final": {k: v for k, v in result.final_metrics.items() if k in SHOWN},
-        "history": eval_histories(result.run, ("eval/fid", "eval/classes_covered", "eval/modes")),
+        "history": eval_histories(result.run, ("eval/fid", "eval/classes_covered", "eval/modes", "eval/accuracy")),
+        "baseline": {k: v for k, v in result.run.latest_metrics().items() if k.startswith("baseline/")},
     }
+    if args.pictures:
+        args.pictures.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.grid_path, args.pictures / f"{spec.name}.png")
     if spec.method == "infogan":
         row["category_accuracy"] = round(infogan_accuracy(result.run), 4)
     return row
@@ -103,6 +116,8 @@ def markdown(rows: list[dict]) -> str:
         final = "  ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in r["final"].items())
         if "category_accuracy" in r:
             final += f"  category_accuracy {r['category_accuracy']:.3f}"
+        if r.get("baseline"):
+            final += "  (" + "  ".join(f"{k} {v:.4g}" for k, v in sorted(r["baseline"].items())) + ")"
         history = "; ".join(
             f"{k.removeprefix('eval/')}: " + ", ".join(f"{s}:{v:.3g}" for s, v in h) for k, h in r["history"].items())
         lines.append(f"| {r['job']} | {r['method']} | {r['rounds']} | {r['workers']} | {r['images_per_s']} "

@@ -82,8 +82,10 @@ ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
 OUTPUT_NAMES = ("tanh", "sigmoid", "identity")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
 EVAL_METRICS = ("fid", "kid", "mmd", "modes", "classes", "psnr", "ssim", "accuracy")
-# Metrics of translation against a paired target (psnr, ssim) or the input's label (accuracy).
+# Metrics of translation against a paired target (psnr, ssim) or the input's label (accuracy);
+# the others compare two distributions, which is all `zerosum eval` is given.
 TRANSLATION_METRICS = ("psnr", "ssim", "accuracy")
+DISTRIBUTION_METRICS = tuple(m for m in EVAL_METRICS if m not in TRANSLATION_METRICS)
 FEATURE_KINDS = ("auto", "classifier", "inception", "identity")
 
 # One default per number, used by job specs and by `zerosum eval` alike.

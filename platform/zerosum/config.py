@@ -527,14 +527,15 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
     and what the CLI's one `error:` line shows); several get a count, then one line each."""
     problems = []
     for problem in err.errors():
-        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             allowed = allowed_fields(model or JobSpec, problem["loc"][:-1])
             message = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         got = problem.get("input")
         shown = "" if problem["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        problems.append(f"{where}: {message}{shown}")
+        # A check of the whole spec (combination_problem) names its fields in its message.
+        problems.append(f"{where}: {message}{shown}" if where else f"{message}{shown}")
     if len(problems) == 1:
         return f"{source}: {problems[0]}"
     return "\n".join([f"{source}: {len(problems)} problems in the spec"] + [f"  {p}" for p in problems])

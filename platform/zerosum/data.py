@@ -236,6 +236,12 @@ def _limit(dataset: Dataset, limit: int | None) -> Dataset:
     return Dataset(dataset.samples[:limit], dataset.labels[:limit], dataset.num_classes)
 
 
+def images_only(data: DataSpec) -> DataSpec:
+    """The data spec of the images alone (data.task generate): what a classifier trains on and
+    what a task's outputs are compared with."""
+    return data.model_copy(update={"task": "generate", "source": None})
+
+
 def derive_task(dataset: Dataset, data: DataSpec, split: str, seed: int) -> Dataset:
     """The task's dataset (zerosum.tasks): `dataset`, the images as read, with the inputs of
     data.task, their labels and (test split) the task's baseline outputs."""
@@ -250,7 +256,7 @@ def derive_task(dataset: Dataset, data: DataSpec, split: str, seed: int) -> Data
         inputs = torch.where(masks, torch.tensor(tasks.MASK_FILL[data.scale]), images)
         baseline = None
         if split == "test":
-            train_mean = load_dataset(data.model_copy(update={"task": "generate"}), "train").samples.mean(0)
+            train_mean = load_dataset(images_only(data), "train").samples.mean(0)
             baseline = torch.where(masks, train_mean, images)
         return replace(dataset, inputs=inputs, input_labels=dataset.labels, baseline=baseline)
     domain_x = load_dataset(data.source.model_copy(update={"scale": data.scale}), split, seed=seed)

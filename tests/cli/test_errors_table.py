@@ -32,6 +32,11 @@ HEADER = ["case", "command", "input", "first line of stderr"]
 TMP = "{tmp}"
 # The port `ui-port-in-use` occupies (its row names it).
 BUSY_PORT = 5000
+# A pix2pix job on the 8x8 digits: 4x4 inputs (area-downsampled by 2) -> 8x8.
+SUPERRES_JOB = {"name": "superres-digits", "method": "pix2pix", "data": {"name": "digits", "task": "superres",
+                                                                         "factor": 2},
+                "model": {"translator": {"base_channels": 4}, "patch": {"base_channels": 4}},
+                "schedule": {"batch_size": 16, "max_rounds": 2}}
 RING8_JOB = {
     "name": "ring8-small",
     "data": {"name": "ring8", "num_samples": 1000},
@@ -188,14 +193,16 @@ def empty_store(tmp_path, store_template):
 
 @pytest.fixture(scope="module")
 def generators(tmp_path_factory, store_template) -> str:
-    """A store holding two untrained ring8 generators, logged as training would log them:
-    models:/cond-ring8@candidate (conditional, 8 classes) and models:/plain-ring8@candidate.
+    """A store holding two untrained ring8 generators and a translator, logged as training
+    would log them: models:/cond-ring8@candidate (conditional, 8 classes),
+    models:/plain-ring8@candidate and models:/superres-digits@candidate (SUPERRES_JOB).
     Returns the store's URI."""
     import mlflow.models
 
     from zerosum import tracking
     from zerosum.config import validate_job
     from zerosum.data import describe_dataset
+    from zerosum.methods import method_for
     from zerosum.serving import log_checkpoint_generator
     from zerosum.train.build import build_generator_for
 
@@ -213,6 +220,11 @@ def generators(tmp_path_factory, store_template) -> str:
             run = tracking.TrackedRun.start(uri, "errors-table", name, {}, "")
             log_checkpoint_generator(spec, {"players": {"g": generator.state_dict()}}, run, name, "candidate")
             run.end()
+        spec = validate_job(SUPERRES_JOB)
+        players = method_for(spec).build(*describe_dataset(spec.data))
+        run = tracking.TrackedRun.start(uri, "errors-table", spec.name, {}, "")
+        log_checkpoint_generator(spec, {"players": {"g": players["g"].state_dict()}}, run, spec.name, "candidate")
+        run.end()
     return uri
 
 
@@ -407,4 +419,38 @@ def case_featurizer_no_root():
 
 @pytest.fixture
 def case_featurizer_root_not_a_folder():
+    pass
+
+
+@pytest.fixture
+def case_validate_superres_factor(tmp_path):
+    write_yaml(tmp_path / "superres.yaml", {**SUPERRES_JOB, "data": {**SUPERRES_JOB["data"], "factor": 3}})
+
+
+@pytest.fixture
+def case_validate_cyclegan_channels(tmp_path):
+    write_pngs(tmp_path / "rgb", [(8, 8)] * 2)
+    write_yaml(tmp_path / "cyclegan.yaml", {
+        "name": "to-rgb", "method": "cyclegan", "schedule": {"max_rounds": 2},
+        "data": {"name": "folder", "root": "rgb", "image_size": 8, "channels": 3, "task": "unpaired",
+                 "source": {"name": "digits"}}})
+
+
+@pytest.fixture
+def case_translate_wrong_size(tmp_path, logged_generators):
+    write_pngs(tmp_path / "big", [(16, 16)] * 2)
+
+
+@pytest.fixture
+def case_translate_not_a_translator(image_folders, logged_generators):
+    pass
+
+
+@pytest.fixture
+def case_translate_neither_folder_nor_spec(tmp_path, logged_generators):
+    (tmp_path / "notes.txt").write_text("not images\n")
+
+
+@pytest.fixture
+def case_sample_a_translator(logged_generators):
     pass

@@ -45,8 +45,23 @@ def test_every_arch_builds_both_players(arch):
     assert discriminator(generator(torch.randn(3, 8), None), None).shape == (3,)
 
 
-def test_eval_metrics_are_evals_metrics_plus_modes_and_classes():
-    assert set(catalog.EVAL_METRICS) == set(FEATURE_METRICS) | {"modes", "classes"}
+def test_eval_metrics_are_evals_metrics_plus_modes_classes_and_translations():
+    assert set(catalog.EVAL_METRICS) == set(FEATURE_METRICS) | {"modes", "classes"} | set(catalog.TRANSLATION_METRICS)
+    # evals.translation computes each translation metric, under its eval/ key.
+    from evals.translation import translation_metrics
+
+    rows = {name: torch.ones(2) for name in catalog.TRANSLATION_METRICS}
+    assert set(translation_metrics(**rows)) == {f"eval/{name}" for name in catalog.TRANSLATION_METRICS}
+
+
+def test_translator_archs_and_methods_are_the_registries():
+    from zerosum.config import TranslatorSpec
+    from zerosum.methods import METHODS
+
+    assert choices(TranslatorSpec, "arch") == catalog.TRANSLATOR_ARCHS
+    assert tuple(METHODS) == catalog.METHOD_NAMES
+    assert {name for name, cls in METHODS.items() if cls.__module__.endswith(("pix2pix", "cyclegan"))} == set(
+        catalog.TRANSLATION_METHODS)
 
 
 @pytest.mark.parametrize("name", [n for n, info in catalog.DATASETS.items() if n != "folder"])

@@ -13,7 +13,7 @@ from zerosum.methods import METHODS, PhaseContext, method_for
 from zerosum.train.loop import train_one_round
 from zerosum.train.state import build_worker_state, group_players
 from zerosum.train.steps import no_autocast, run_phase
-from zerosum_testing import JOBS, LocalSession
+from zerosum_testing import JOBS, SHARED_DATA, LocalSession
 
 SHAPE = (1, 8, 8)
 BASE = ["data.name=digits", "model.g.arch=dcgan", "model.d.arch=dcgan", "model.g.base_channels=8",
@@ -25,12 +25,31 @@ METHOD_SETS = {
     "mmd-gan": ["method=mmd-gan"],
     "infogan": ["method=infogan", "model.codes.categorical=10", "model.codes.continuous=2"],
 }
-EXPECTED_PLAYERS = {"gan": {"g", "d"}, "gmmn": {"g"}, "mmd-gan": {"g", "d"}, "infogan": {"g", "d", "q"}}
+# The image-to-image methods, on the digits' tasks: pix2pix super-resolves 4x4 -> 8x8,
+# CycleGAN translates digits to digits (unpaired), staged draws 14x14 MNIST then 28x28.
+TRANSLATION_SETS = {
+    "pix2pix": {"data": {"name": "digits", "task": "superres", "factor": 2}},
+    "cyclegan": {"data": {"name": "digits", "task": "unpaired", "source": {"name": "digits"}}, "loss": {"name": "lsgan"}},
+    "staged": {"data": {"name": "mnist", "root": str(SHARED_DATA / "mnist"),
+                        "task": "superres", "factor": 2},
+               "model": {"g": {"base_channels": 8, "z_dim": 8}, "d": {"base_channels": 8}}},
+}
+SHAPES = {"pix2pix": (1, 8, 8), "cyclegan": (1, 8, 8), "staged": (1, 28, 28)}
+INPUT_SHAPES = {"pix2pix": (1, 4, 4), "cyclegan": (1, 8, 8), "staged": (1, 14, 14)}
+EXPECTED_PLAYERS = {"gan": {"g", "d"}, "gmmn": {"g"}, "mmd-gan": {"g", "d"}, "infogan": {"g", "d", "q"},
+                    "pix2pix": {"g", "d"}, "cyclegan": {"g", "f", "d_y", "d_x"}, "staged": {"g", "d", "t", "d_t"}}
+ALL_METHODS = [*METHOD_SETS, *TRANSLATION_SETS]
 
 
 def spec_for(method: str):
     """digits-dcgan.yaml made small, as the method; gmmn's copy drops the D and loss sections,
-    which that method refuses."""
+    which that method refuses. A translation method's spec is its task's, small."""
+    if method in TRANSLATION_SETS:
+        raw = {"name": f"tiny-{method}", "method": method, "schedule": {"batch_size": 8, "max_rounds": 1},
+               "model": {"translator": {"base_channels": 4}, "patch": {"base_channels": 4}}}
+        for key, value in TRANSLATION_SETS[method].items():
+            raw[key] = {**raw.get(key, {}), **value}
+        return validate_job(raw, source=f"tiny {method}")
     raw = read_yaml(JOBS / "digits-dcgan.yaml")
     overrides = BASE + METHOD_SETS[method]
     if method == "gmmn":
@@ -53,8 +72,12 @@ def context(spec, state):
     return PhaseContext(spec, state.noise, state.noise_rng, state.augment_rng, torch.device("cpu"), no_autocast)
 
 
-def batch():
-    return {"x": torch.rand(8, *SHAPE) * 2 - 1, "y": torch.randint(10, (8,))}
+def batch(method: str = "gan"):
+    """8 reals (and a task's 8 inputs) in [-1, 1], with labels."""
+    reals = {"x": torch.rand(8, *SHAPES.get(method, SHAPE)) * 2 - 1, "y": torch.randint(10, (8,))}
+    if method in INPUT_SHAPES:
+        reals |= {"c": torch.rand(8, *INPUT_SHAPES[method]) * 2 - 1, "c_y": torch.randint(10, (8,))}
+    return reals
 
 
 def test_the_registry_is_the_catalog():
@@ -63,23 +86,23 @@ def test_the_registry_is_the_catalog():
     assert tuple(METHODS) == METHOD_NAMES
 
 
-@pytest.mark.parametrize("method", list(METHOD_SETS))
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_each_phase_moves_exactly_its_players(method):
     spec = spec_for(method)
-    state = build_worker_state(spec, SHAPE, 10, LocalSession())
+    state = build_worker_state(spec, SHAPES.get(method, SHAPE), 10, LocalSession())
     assert set(state.players) == EXPECTED_PLAYERS[method]
     ctx = context(spec, state)
     groups = group_players(state.method)
     if "d" in groups:
         before = snapshot(state.players)
         metrics = run_phase(state.method.critic_loss, state.players, groups["d"], state.optimizers["d"],
-                            batch(), ctx, "loss/d")
+                            batch(method), ctx, "loss/d")
         assert moved(before, state.players) == set(groups["d"])
         assert torch.isfinite(metrics["loss/d"])
         assert all(p.grad is None for name in set(state.players) - set(groups["d"])
                    for p in state.players[name].parameters()), "frozen players keep no gradient"
     before = snapshot(state.players)
-    reals = batch() if state.method.generator_needs_reals() else None
+    reals = batch(method) if state.method.generator_needs_reals() else None
     metrics = run_phase(state.method.generator_loss, state.players, groups["g"], state.optimizers["g"],
                         reals, ctx, "loss/g")
     assert moved(before, state.players) == set(groups["g"])
@@ -87,12 +110,12 @@ def test_each_phase_moves_exactly_its_players(method):
     assert all(p.requires_grad for module in state.players.values() for p in module.parameters())
 
 
-@pytest.mark.parametrize("method", list(METHOD_SETS))
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_a_round_of_the_loop_trains_every_player_and_checkpoints_them(method):
     spec = spec_for(method)
-    state = build_worker_state(spec, SHAPE, 10, LocalSession())
+    state = build_worker_state(spec, SHAPES.get(method, SHAPE), 10, LocalSession())
     before = snapshot(state.players)
-    batches = iter(lambda: (torch.rand(8, *SHAPE) * 2 - 1, torch.randint(10, (8,))), None)
+    batches = iter(lambda: batch(method), None)
     metrics = train_one_round(state, batches, spec.schedule, context(spec, state))
     assert moved(before, state.players) == EXPECTED_PLAYERS[method]
     assert ("loss/d" in metrics) == (method != "gmmn") and "loss/g" in metrics
@@ -104,16 +127,16 @@ def test_a_round_of_the_loop_trains_every_player_and_checkpoints_them(method):
 def test_every_trained_parameter_gets_a_gradient():
     """DDP refuses a wrapped module with parameters its loss never reaches (MMD-GAN's critic
     once kept D's unused logit head): each phase must touch all of its players' parameters."""
-    for method in METHOD_SETS:
+    for method in ALL_METHODS:
         spec = spec_for(method)
-        state = build_worker_state(spec, SHAPE, 10, LocalSession())
+        state = build_worker_state(spec, SHAPES.get(method, SHAPE), 10, LocalSession())
         ctx = context(spec, state)
         groups = group_players(state.method)
         for side, loss in (("d", state.method.critic_loss), ("g", state.method.generator_loss)):
             if side not in groups:
                 continue
             view = dict(state.players)
-            reals = batch() if side == "d" or state.method.generator_needs_reals() else None
+            reals = batch(method) if side == "d" or state.method.generator_needs_reals() else None
             out = loss(view, reals, ctx)
             out["loss"].backward()
             idle = [f"{name}.{p_name}" for name in groups[side]

@@ -366,3 +366,15 @@ def test_repulsive_loss_spreads_real_features_and_gathers_fake_ones():
         fake_after = fake - 0.05 * fake.grad / fake.grad.norm()
     assert _mean_pairwise_distance(real_after) > _mean_pairwise_distance(real.detach())
     assert _mean_pairwise_distance(fake_after) < _mean_pairwise_distance(fake.detach())
+
+
+def test_cycle_loss_is_the_hand_computed_l1_of_both_round_trips():
+    from zerosum.losses import cycle_consistency_loss, l1_loss
+
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])          # (1, 1, 2, 2)
+    x_back = torch.tensor([[[[0.5, 1.0], [1.0, 3.0]]]])     # |diff| = 0.5, 0, 1, 0 -> mean 0.375
+    y = torch.zeros(2, 1, 1, 2)
+    y_back = torch.tensor([[[[1.0, -1.0]]], [[[0.0, 2.0]]]])  # |diff| = 1, 1, 0, 2 -> mean 1.0
+    assert l1_loss(x_back, x).item() == 0.375
+    # Sums of exact binary fractions: no rounding at all.
+    assert cycle_consistency_loss(x, x_back, y, y_back).item() == 0.375 + 1.0

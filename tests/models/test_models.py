@@ -161,7 +161,7 @@ def test_wrong_input_shapes_raise_value_error():
 BAD = [
     (dict(arch="resnet"), "arch='resnet'.*mlp, dcgan"),
     (dict(activation="gelu"), "activation='gelu'.*relu, leaky_relu, sigmoid, tanh"),
-    (dict(arch="dcgan", sample_shape=(1, 30, 30)), "8x8, 16x16, 28x28, 32x32"),
+    (dict(arch="dcgan", sample_shape=(1, 30, 30)), "8x8, 14x14, 16x16, 28x28, 32x32"),
     (dict(arch="dcgan", sample_shape=(2,)), "square images"),
     (dict(arch="dcgan", sample_shape=(1, 28, 32)), "square images"),
     (dict(sample_shape=()), "sample_shape"),

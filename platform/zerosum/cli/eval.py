@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from zerosum.catalog import (
-    EVAL_METRICS,
+    DISTRIBUTION_METRICS,
     EVAL_NUM_SAMPLES,
     FEATURE_KINDS,
     KID_SUBSET_SIZE,
@@ -27,10 +27,10 @@ from zerosum.errors import ConfigError
 
 def parse_metrics(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = sorted(set(names) - set(EVAL_METRICS))
+    unknown = sorted(set(names) - set(DISTRIBUTION_METRICS))
     if unknown or not names:
         raise ConfigError(f"--metrics: unknown {', '.join(unknown) or '(none given)'}; "
-                          f"allowed: {', '.join(EVAL_METRICS)}")
+                          f"allowed: {', '.join(DISTRIBUTION_METRICS)}")
     return names
 
 
@@ -73,7 +73,7 @@ def register_commands(commands) -> None:
     parser = commands.add_parser("eval", help="score generated samples against real data (FID, KID, MMD, modes)")
     parser.add_argument("--real", type=Path, required=True, help="job spec (YAML) or folder of real images")
     parser.add_argument("--fake", required=True, help="model URI (models:/NAME@alias, runs:/ID/generator) or folder")
-    parser.add_argument("--metrics", default="fid,kid,mmd", help=f"comma-separated: {','.join(EVAL_METRICS)}")
+    parser.add_argument("--metrics", default="fid,kid,mmd", help=f"comma-separated: {','.join(DISTRIBUTION_METRICS)}")
     parser.add_argument("--features", default="auto", choices=FEATURE_KINDS)
     parser.add_argument("--featurizer", type=Path, help="classifier weights (default: cached, trained if missing)")
     parser.add_argument("-n", "--num-samples", type=positive_int, default=EVAL_NUM_SAMPLES,

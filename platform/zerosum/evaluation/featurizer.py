@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evals.classifier import accuracy, fit_classifier, save_classifier
 from zerosum.config import DataSpec, JobSpec
-from zerosum.data import load_dataset, to_unit_images
+from zerosum.data import images_only, load_dataset, to_unit_images
 from zerosum.errors import ConfigError
 from zerosum.evaluation.plan import EXTRACTOR_METRICS, check_eval_spec, feature_kind
 from zerosum.files import cache_dir
@@ -34,7 +34,7 @@ def train_featurizer(data: DataSpec, out: Path, epochs: int | None = None, seed:
     """Train on the training split, save to `out`, return the test accuracy in [0, 1]."""
     if data.name not in EPOCHS:
         raise ConfigError(f"--dataset: a featurizer needs labelled images ({', '.join(EPOCHS)}), got {data.name}")
-    unit = data.model_copy(update={"scale": "unit", "limit": None})
+    unit = images_only(data).model_copy(update={"scale": "unit", "limit": None})
     train, test = load_dataset(unit, "train"), load_dataset(unit, "test")
     epochs = epochs or EPOCHS[data.name]
     log.info("training the %s featurizer: %d images, %d epochs", data.name, len(train), epochs)

@@ -18,7 +18,7 @@ from evals.fid import FIDReference
 from evals.stats import FeatureStats
 from zerosum.catalog import is_image_data
 from zerosum.config import JobSpec
-from zerosum.data import load_dataset, to_unit_images
+from zerosum.data import images_only, load_dataset, to_unit_images
 from zerosum.files import atomic_write_npz, cache_dir
 
 # The held-out reals an evaluation compares with: one fixed random subset for every run,
@@ -58,7 +58,7 @@ def real_reference(spec: JobSpec, extractor) -> RealReference:
     # Seeded apart from the run: every seed of a job is judged against the same reals
     # (for the mixtures the test split is a draw, and the cache would otherwise hold
     # whichever seed's draw came first).
-    test = load_dataset(spec.data, "test", seed=REFERENCE_SEED)
+    test = load_dataset(images_only(spec.data), "test", seed=REFERENCE_SEED)
     count = min(spec.eval.num_samples, len(test))
     path = reference_cache_path(spec, extractor, "test", count)
     # A seeded random subset, not the first `count`: MNIST's test set is ordered by writer

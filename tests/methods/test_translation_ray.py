@@ -1,0 +1,67 @@
+"""pix2pix and CycleGAN on 2 Ray Train workers (every player DDP-wrapped), registered in
+MLflow with an image signature and loaded back by `zerosum translate`; its bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.models import get_model_info
+from PIL import Image
+
+from zerosum_testing import JOBS, SHARED_DATA, run_cli
+
+pytestmark = pytest.mark.integration
+
+SMALL = ["--set", "model.translator.base_channels=8", "--set", "model.patch.base_channels=8",
+         "--set", "schedule.batch_size=16", "--set", "schedule.max_rounds=4", "--set", "eval.every_rounds=2",
+         "--set", "checkpoint.every_rounds=2", "--set", "schedule.log_every_rounds=1", "--set", "eval.grid_size=9",
+         "--set", "eval.num_samples=64", "--set", "scaling.num_workers=2"]
+
+
+def local_spec(workdir, job: str):
+    """The job with data.root pointing at the shared data, in the workdir (roots are relative
+    to the working directory, and the tests run elsewhere)."""
+    raw = yaml.safe_load((JOBS / job).read_text())
+    raw["data"]["root"] = str(SHARED_DATA / "mnist")
+    path = workdir / job
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def trained(workdir, spec, register_as: str, *extra: str) -> str:
+    out = run_cli("run", str(spec), *SMALL, "--set", f"tracking.register_as={register_as}", *extra, cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return f"models:/{register_as}@candidate"
+
+
+def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, workdir):
+    superres, unpaired = local_spec(workdir, "mnist-superres-pix2pix.yaml"), local_spec(workdir,
+                                                                                         "digits-to-mnist-cyclegan.yaml")
+    pix2pix = trained(workdir, superres, "superres", "--set", "data.limit=256", "--set", "eval.metrics=[psnr,ssim]")
+    cyclegan = trained(workdir, unpaired, "digits-to-mnist", "--set", "data.limit=128",
+                       "--set", "data.source.limit=128", "--set", "eval.metrics=[]")
+
+    # The registered signature takes one image batch, not z.
+    inputs = get_model_info(pix2pix).signature.inputs.to_dict()
+    assert [(i["name"], tuple(i["tensor-spec"]["shape"])) for i in inputs] == [("images", (-1, 1, 7, 7))]
+    for model, spec in ((pix2pix, superres), (cyclegan, unpaired)):
+        out = run_cli("translate", model, "--input", str(spec), "-n", "9", "-o", "grid.png", cwd=workdir)
+        assert out.returncode == 0, out.stderr[-3000:]
+        picture = Image.open(workdir / "grid.png")
+        assert picture.width > 2.5 * picture.height  # input | output | (target): side by side
+
+    # A folder of the input size translates; one of another size is refused by file.
+    good, bad = workdir / "small", workdir / "wrong"
+    for folder, side in ((good, 7), (bad, 28)):
+        folder.mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((side, side), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    out = run_cli("translate", pix2pix, "--input", str(good), "-o", "folder.png", cwd=workdir)
+    assert out.returncode == 0 and (workdir / "folder.png").is_file(), out.stderr[-3000:]
+    out = run_cli("translate", pix2pix, "--input", str(bad), cwd=workdir)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (f"error: --input {bad}: 0.png is 28x28; this model translates "
+                                                   "7x7 images")
+    out = run_cli("sample", pix2pix, cwd=workdir)
+    assert out.returncode == 2 and "this model translates images" in out.stderr
