@@ -205,6 +205,13 @@ def load_generator(model_uri: str) -> tuple[nn.Module, dict[str, Any]]:
                            f"MLflow store {tracking.resolve_tracking_uri()})") from None
 
 
+def check_samples_from_z(model_uri: str, metadata: dict) -> None:
+    """A translator has no z to draw: `zerosum sample` and `zerosum eval --fake` refuse it."""
+    if metadata.get("kind") == TRANSLATOR_KIND:
+        raise ZerosumError(f"{model_uri}: this model translates images, it does not sample from z; "
+                           "use `zerosum translate MODEL_URI --input DIR_OR_SPEC`")
+
+
 def check_model_uri(model_uri: str) -> None:
     """A model URI has a scheme (models:/, runs:/, file:, ...) or is a folder of a logged
     model. Anything else is most likely a typo'd folder: MLflow would read it as a local
@@ -220,9 +227,7 @@ def sample_to_png(model_uri: str, n: int, output: Path, label: int | None = None
     if n < 1:
         raise ZerosumError(f"-n: must be at least 1, got {n}")
     model, metadata = load_generator(model_uri)
-    if metadata.get("kind") == TRANSLATOR_KIND:
-        raise ZerosumError(f"{model_uri}: this model translates images, it does not sample from z; "
-                           "use `zerosum translate MODEL_URI --input DIR_OR_SPEC`")
+    check_samples_from_z(model_uri, metadata)
     z = draw_noise(metadata, n, seed, code=code, sweep=sweep)
     y = class_labels(metadata, n, label, seed)
     with torch.no_grad():

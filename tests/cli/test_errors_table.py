@@ -454,3 +454,8 @@ def case_translate_neither_folder_nor_spec(tmp_path, logged_generators):
 @pytest.fixture
 def case_sample_a_translator(logged_generators):
     pass
+
+
+@pytest.fixture
+def case_eval_a_translator(image_folders, logged_generators):
+    pass

@@ -99,7 +99,7 @@ def test_grid_search_counts_the_grid_times_num_samples(tmp_path):
 def test_every_campaign_in_jobs_validates():
     paths = [p for p in sorted(JOBS.glob("*.yaml")) if "campaign" in yaml.safe_load(p.read_text())]
     assert {p.name for p in paths} >= {"tune-ring8-dg-ratio.yaml", "tune-mnist-dcgan.yaml",
-                                       "pbt-mnist-dcgan.yaml", "tune-mnist-seed.yaml"}
+                                       "pbt-mnist-dcgan.yaml", "tune-mnist-seed.yaml", "tune-mnist-superres.yaml"}
     for path in paths:
         campaign = load_campaign(path, check_paths=False)
         assert campaign.trial_count() >= 4, path

@@ -117,9 +117,10 @@ def load_fakes(request: EvalRequest, spec: JobSpec) -> tuple[torch.Tensor, str]:
         data = spec.data.model_copy(update={"name": "folder", "root": Path(request.fake).resolve(), "scale": "unit",
                                             "image_size": spec.data.image_size or 28})
         return load_dataset(data).samples[: request.num_samples], "unit"
-    from zerosum.serving import class_labels, draw_noise, load_generator
+    from zerosum.serving import check_samples_from_z, class_labels, draw_noise, load_generator
 
     model, metadata = load_generator(request.fake)  # a bad URI is one ZerosumError naming it
+    check_samples_from_z(request.fake, metadata)
     z = draw_noise(metadata, request.num_samples, request.seed)
     y = class_labels(metadata, request.num_samples, None, request.seed)
     with torch.no_grad():

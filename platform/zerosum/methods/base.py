@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from zerosum.catalog import METHOD_PLAYERS, TRANSLATION_METHODS
+from zerosum.catalog import METHOD_PLAYERS
 from zerosum.config import JobSpec
 from zerosum.train.build import NoiseSource
 from zerosum.train.steps import unwrap
@@ -51,15 +51,14 @@ class PhaseContext:
 class Method:
     """The base of every method: its players and its phases.
 
-    translates: G maps an input image batch to images (pix2pix, CycleGAN), so it is sampled
-    on held-out inputs, judged against their targets and served with an image signature;
-    otherwise G maps z (and labels) to samples.
+    A method in catalog.TRANSLATION_METHODS (pix2pix, CycleGAN) has a G that maps an input
+    image batch to images: it is sampled on held-out inputs, judged against their targets
+    and served with an image signature. Every other G maps z (and labels) to samples.
     """
 
     name = "method"
 
     def __init__(self, spec: JobSpec):
-        self.translates = self.name in TRANSLATION_METHODS
         self.spec = spec
         # Players each phase trains, from catalog.METHOD_PLAYERS; each group has one optimiser
         # (optim.g for the generator group, optim.d for the critic group).
