@@ -10,6 +10,7 @@ method's G is logged as a `ServingTranslator`: a signature of one image batch in
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def load_trained_generator(spec: JobSpec, state: dict[str, Any], shape: tuple[tu
         players[name].load_state_dict(weights)
     ema = None
     if state.get("ema") is not None:
-        ema = method.build(*shape)["g"]
+        ema = copy.deepcopy(players["g"])
         ema.load_state_dict(state["ema"])
     return method.sampler(players, ema).eval()
 

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from zerosum_testing import JOBS, RAY_WORKER_LINE, run_cli
+from zerosum_testing import JOBS, RAY_WORKER_LINE, run_cli, zerosum_here
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_gan_with_packing_r1_and_diffaugment_on_two_workers(workdir):
     client, run = finished_run(workdir, "digits-packed")
     assert run.data.params["model.d.pack"] == "2" and run.data.params["augment.policy"] == "color,translation,cutout"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss/d")) == [1, 2, 3, 4]
-    out = run_cli("sample", "models:/digits-packed@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
+    out = zerosum_here("sample", "models:/digits-packed@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
     assert Image.open(workdir / "grid.png").size == (138, 138)
 
@@ -50,8 +50,8 @@ def test_infogan_on_two_workers_samples_by_code(workdir):
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "info/categorical"))
     assert steps == [1, 2, 3, 4]
     for flags, name in ((["--code", "3"], "three.png"), (["--sweep", "0"], "sweep.png")):
-        out = run_cli("sample", "models:/digits-infogan@candidate", "-n", "16", *flags, "-o", name, cwd=workdir)
+        out = zerosum_here("sample", "models:/digits-infogan@candidate", "-n", "16", *flags, "-o", name, cwd=workdir)
         assert out.returncode == 0, out.stderr[-3000:]
         assert Image.open(workdir / name).size == (138, 138)
-    out = run_cli("sample", "models:/digits-infogan@candidate", "--code", "10", cwd=workdir)
+    out = zerosum_here("sample", "models:/digits-infogan@candidate", "--code", "10", cwd=workdir)
     assert out.returncode == 2 and "--code: must be in 0..9" in out.stderr

@@ -13,7 +13,7 @@ from mlflow.models import get_model_info
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from zerosum_testing import JOBS, SHARED_DATA, run_cli
+from zerosum_testing import JOBS, SHARED_DATA, run_cli, zerosum_here
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, wo
     inputs = get_model_info(pix2pix).signature.inputs.to_dict()
     assert [(i["name"], tuple(i["tensor-spec"]["shape"])) for i in inputs] == [("images", (-1, 1, 7, 7))]
     for model, spec in ((pix2pix, superres), (cyclegan, unpaired)):
-        out = run_cli("translate", model, "--input", str(spec), "-n", "9", "-o", "grid.png", cwd=workdir)
+        out = zerosum_here("translate", model, "--input", str(spec), "-n", "9", "-o", "grid.png", cwd=workdir)
         assert out.returncode == 0, out.stderr[-3000:]
         picture = Image.open(workdir / "grid.png")
         assert picture.width > 2.5 * picture.height  # input | output | (target): side by side
@@ -72,11 +72,11 @@ def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, wo
         folder.mkdir()
         for i in range(3):
             Image.fromarray(np.full((side, side), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
-    out = run_cli("translate", pix2pix, "--input", str(good), "-o", "folder.png", cwd=workdir)
+    out = zerosum_here("translate", pix2pix, "--input", str(good), "-o", "folder.png", cwd=workdir)
     assert out.returncode == 0 and (workdir / "folder.png").is_file(), out.stderr[-3000:]
-    out = run_cli("translate", pix2pix, "--input", str(bad), cwd=workdir)
+    out = zerosum_here("translate", pix2pix, "--input", str(bad), cwd=workdir)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (f"error: --input {bad}: 0.png is 28x28; this model translates "
                                                    "7x7 images")
-    out = run_cli("sample", pix2pix, cwd=workdir)
+    out = zerosum_here("sample", pix2pix, cwd=workdir)
     assert out.returncode == 2 and "this model translates images" in out.stderr

@@ -125,3 +125,15 @@ def test_seed_noise_is_a_fixed_minmax_pool():
     torch.testing.assert_close(z.max(1).values, torch.ones(50), rtol=0, atol=0)
     pool_rows = {tuple(row.tolist()) for row in noise.pool}
     assert all(tuple(row.tolist()) in pool_rows for row in z)
+
+
+def test_eval_mode_puts_every_submodule_back_in_its_own_mode():
+    from torch import nn
+
+    from zerosum.train.steps import eval_mode
+
+    live, ema = nn.BatchNorm1d(2), nn.BatchNorm1d(2).eval()  # a training G beside its EMA copy
+    both = nn.Sequential(live, ema)
+    with eval_mode(both):
+        assert not live.training and not ema.training
+    assert live.training and not ema.training and both.training

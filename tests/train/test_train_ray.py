@@ -17,7 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from zerosum_testing import JOBS, RAY_WORKER_LINE, run_cli
+from zerosum_testing import JOBS, RAY_WORKER_LINE, run_cli, zerosum_here
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def test_two_workers_survive_a_killed_worker_and_register_a_model(workdir):
 
     version = client.get_model_version_by_alias("digits-dcgan", "candidate")
     assert version.run_id == run.info.run_id
-    out = run_cli("sample", "models:/digits-dcgan@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
+    out = zerosum_here("sample", "models:/digits-dcgan@candidate", "-n", "16", "-o", "grid.png", cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
     assert Image.open(workdir / "grid.png").size == (138, 138)  # 4 x 4 tiles of 8 px shown at 32 px + 2 px padding
 

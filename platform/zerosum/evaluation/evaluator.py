@@ -38,6 +38,7 @@ from zerosum.evaluation.plan import (
 from zerosum.evaluation.reference import RealReference, extract, real_reference
 from zerosum.evaluation.translation import held_out_share, per_image_scores, translate
 from zerosum.pictures import image_grid, samples_to_image, titled_row
+from zerosum.train.steps import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,12 @@ def sampling_model(state) -> nn.Module:
 def generate(model: nn.Module, noise, n: int, rng: torch.Generator, device: torch.device,
              batch_size: int = 500) -> torch.Tensor:
     """n samples (CPU float32) from G in eval mode (conditional G: uniform labels)."""
-    was_training = model.training
-    model.eval()
     outputs = []
-    for start in range(0, n, batch_size):
-        size = min(batch_size, n - start)
-        y = noise.labels(size, rng, device)
-        outputs.append(model(noise.sample(size, rng, device), y).float().cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, n, batch_size):
+            size = min(batch_size, n - start)
+            y = noise.labels(size, rng, device)
+            outputs.append(model(noise.sample(size, rng, device), y).float().cpu())
     return torch.cat(outputs)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from evals.translation import accuracy_per_image, psnr_per_image, ssim_per_image
 from zerosum.config import JobSpec
 from zerosum.data import load_dataset, to_unit_images
+from zerosum.train.steps import eval_mode
 
 # The same seed as the real side (evaluation.reference): a paired task's targets are a
 # subset of the reals the outputs' FID is measured against.
@@ -52,11 +53,9 @@ def held_out_share(spec: JobSpec, rank: int, world_size: int) -> HeldOut:
 @torch.no_grad()
 def translate(model: nn.Module, inputs: torch.Tensor, device: torch.device, batch_size: int = 500) -> torch.Tensor:
     """model(inputs) in eval mode, batched -> CPU float32 (n, *output_shape)."""
-    was_training = model.training
-    model.eval()
-    outputs = [model(inputs[start:start + batch_size].to(device)).float().cpu()
-               for start in range(0, len(inputs), batch_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        outputs = [model(inputs[start:start + batch_size].to(device)).float().cpu()
+                   for start in range(0, len(inputs), batch_size)]
     return torch.cat(outputs)
 
 

@@ -72,6 +72,19 @@ def run_phase(loss_fn, players: dict[str, nn.Module], trained: tuple[str, ...], 
     return {loss_key: loss.detach(), **{key: value.detach() for key, value in out.items()}}
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """model.eval() for the block, then every submodule back in the mode it was in (a sampler
+    may join a live G in train mode with an EMA copy that always stays in eval mode)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
 def make_ema(generator: nn.Module) -> nn.Module:
     """A frozen copy of G's weights, to be updated with `update_ema`."""
     ema = copy.deepcopy(unwrap(generator))
