@@ -2,9 +2,11 @@
 accuracy on the outputs against the inputs' labels.
 
 PSNR and SSIM are torchmetrics' (`torchmetrics.functional.image`), per image, on images
-in [0, 1] (data_range 1). SSIM is the Gaussian-window SSIM of Wang et al. 2004 (window
-11, sigma 1.5), as torchmetrics and scikit-image compute it. Keys: ``eval/psnr`` (dB),
-``eval/ssim``, ``eval/accuracy``: means over images.
+in [0, 1] (data_range 1). SSIM is Wang et al. 2004's with torchmetrics' defaults: a
+Gaussian window of 11 px (sigma 1.5), reflect padding, the mean of the whole map. So it
+needs images of 11 px or more, and its values compare between zerosum runs, not with
+scikit-image's defaults (a 7x7 uniform window, the borders cropped). Keys: ``eval/psnr``
+(dB), ``eval/ssim``, ``eval/accuracy``: means over images.
 """
 
 from __future__ import annotations

@@ -78,6 +78,10 @@ TRANSLATOR_ARCHS = ("unet", "resnet")
 # zerosum.augment: DiffAugment policies (Zhao et al. 2020).
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 ARCH_NAMES = ("mlp", "dcgan")
+# The square sides arch dcgan builds (zerosum.models.dcgan.SPATIAL_PLANS; a test ties them).
+DCGAN_SIDES = (8, 14, 16, 28, 32, 64)
+# SSIM's Gaussian window (evals.translation) is 11 px wide.
+SSIM_MIN_SIDE = 11
 ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
 OUTPUT_NAMES = ("tanh", "sigmoid", "identity")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")

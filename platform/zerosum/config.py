@@ -31,6 +31,7 @@ from zerosum.catalog import (
     AUGMENT_POLICIES,
     DATASET_NAMES,
     DATASETS,
+    DCGAN_SIDES,
     EVAL_METRICS,
     EVAL_NUM_SAMPLES,
     FEATURE_KINDS,
@@ -41,6 +42,7 @@ from zerosum.catalog import (
     MMD_PERMUTATIONS,
     OPTIMIZER_NAMES,
     OUTPUT_NAMES,
+    SSIM_MIN_SIDE,
     TASK_NAMES,
     TRANSLATION_METHODS,
     TRANSLATOR_ARCHS,
@@ -373,7 +375,26 @@ def translation_problem(spec: JobSpec) -> str | None:
     defaults = LossSpec()
     translates = method in TRANSLATION_METHODS
     metrics = set(spec.eval.metrics)
+    shape = image_channels_and_side(data)
+    side = shape[1] if shape else 0
+    first_stage = side // data.factor
+    first_stage_dcgan = method == "staged" and "dcgan" in (model.g.arch, model.d.arch)
     checks = [
+        (first_stage_dcgan and data.task == "superres" and first_stage not in DCGAN_SIDES,
+         f"data.factor: method staged's first stage is {first_stage}x{first_stage} at data.factor {data.factor}, "
+         f"and arch dcgan builds sides {', '.join(map(str, DCGAN_SIDES))}; "
+         f"allowed factors: {', '.join(str(side // s) for s in DCGAN_SIDES if s < side and side % s == 0)}"),
+        (translates and (loss.r1_gamma, loss.r2_gamma, loss.reg_every) != (0.0, 0.0, 1),
+         f"loss.r1_gamma / loss.r2_gamma / loss.reg_every: method {method}'s PatchGAN critics take no penalty"),
+        (method in ("gan", "gmmn", "mmd-gan", "infogan")
+         and (model.translator != TranslatorSpec() or model.patch != PatchSpec()),
+         f"model.translator / model.patch: belong to methods pix2pix, cyclegan and staged (method: {method})"),
+        ("ssim" in metrics and side and side < SSIM_MIN_SIDE,
+         f"eval.metrics: ssim's {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} window needs images of side {SSIM_MIN_SIDE} or more "
+         f"(data: {side}x{side}); use psnr"),
+        (translates and spec.eval.num_samples < spec.scaling.num_workers,
+         f"eval.num_samples: {spec.eval.num_samples} held-out inputs cannot be shared by "
+         f"{spec.scaling.num_workers} workers (scaling.num_workers); at least one each"),
         (data.task not in tasks,
          f"data.task: method {method} trains on {' or '.join(tasks)} (got {data.task})"),
         (translates and (model.g != GeneratorSpec() or model.d != DiscriminatorSpec()),

@@ -302,7 +302,8 @@ class ShardedBatches:
     Every rank gets the same number of batches per epoch (the sampler pads), so
     collectives never wait on a rank that ran out of data. Paired inputs come with their
     samples; an unpaired domain is drawn in its own shuffled order (seed + 1), so no
-    pairing of the two is ever seen.
+    pairing of the two is ever seen. `start_batch`: batches drawn before (a resumed run's),
+    so that iteration continues each stream where it was, mid-epoch included.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, rank: int, world_size: int, seed: int):
@@ -318,34 +319,31 @@ class ShardedBatches:
         self.dataset = dataset
         self.batch_size = batch_size
         self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.epoch = 0
+        self.start_batch = 0
 
     def batches_per_epoch(self, length: int | None = None) -> int:
+        """Whole batches of this rank's shard of `length` items (default: the samples)."""
         per_rank = -(-(length or len(self.dataset)) // self.world_size)
         return per_rank // self.batch_size
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         data = self.dataset
         unpaired = data.inputs is not None and not data.paired
-        other = self.unpaired_batches(self.epoch) if unpaired else None
-        while True:
-            indices = shard_order(len(data), self.rank, self.world_size, self.seed, self.epoch)
-            for start in range(0, self.batches_per_epoch() * self.batch_size, self.batch_size):
-                chunk = indices[start: start + self.batch_size]
-                batch = {"x": data.samples[chunk], "y": data.labels[chunk]}
-                if data.inputs is not None:
-                    source = chunk if data.paired else next(other)
-                    batch |= {"c": data.inputs[source], "c_y": data.input_labels[source]}
-                yield batch
-            self.epoch += 1
+        other = self.index_batches(len(data.inputs), self.seed + 1) if unpaired else None
+        for chunk in self.index_batches(len(data), self.seed):
+            batch = {"x": data.samples[chunk], "y": data.labels[chunk]}
+            if data.inputs is not None:
+                source = next(other) if unpaired else chunk
+                batch |= {"c": data.inputs[source], "c_y": data.input_labels[source]}
+            yield batch
 
-    def unpaired_batches(self, epoch: int) -> Iterator[torch.Tensor]:
-        """Index batches into the unpaired domain, from the epoch of it that the samples'
-        `epoch` reaches (so a resumed run does not replay its first epoch)."""
-        length = len(self.dataset.inputs)
-        epoch = epoch * self.batches_per_epoch() // max(1, self.batches_per_epoch(length))
+    def index_batches(self, length: int, seed: int) -> Iterator[torch.Tensor]:
+        """Index batches into this rank's shard of `length` items, endless, from batch
+        `start_batch` on: epoch start_batch // per-epoch, that many batches into it."""
+        per_epoch = self.batches_per_epoch(length)
+        epoch, skip = divmod(self.start_batch, per_epoch)
         while True:
-            indices = shard_order(length, self.rank, self.world_size, self.seed + 1, epoch)
-            for start in range(0, self.batches_per_epoch(length) * self.batch_size, self.batch_size):
-                yield indices[start: start + self.batch_size]
-            epoch += 1
+            order = shard_order(length, self.rank, self.world_size, seed, epoch)
+            for index in range(skip, per_epoch):
+                yield order[index * self.batch_size:(index + 1) * self.batch_size]
+            epoch, skip = epoch + 1, 0

@@ -252,8 +252,10 @@ def folder_inputs(folder: Path, input_shape: tuple[int, ...], n: int) -> torch.T
             raise ZerosumError(f"--input {folder}: {files[0].relative_to(folder)} is {first.size[0]}x{first.size[1]}; "
                                f"this model translates {width}x{height} images")
     mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(Image.open(path).convert(mode), dtype=np.uint8).reshape(height, width, channels)
-              for path in files]
+    arrays = []
+    for path in files:
+        with Image.open(path) as image:
+            arrays.append(np.asarray(image.convert(mode), dtype=np.uint8).reshape(height, width, channels))
     return torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy()).float() / 255.0
 
 

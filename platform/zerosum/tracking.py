@@ -163,9 +163,11 @@ class RunLogger:
     without one, each write goes straight to the store (single-process Tune trials).
     A resumed run replays rounds after its last checkpoint; steps already logged (the
     outbox's journal knows them; without one, the store) are skipped so that none is logged twice.
+    The last logged step is that of `loss/g`, the one key every method logs (a method
+    without a critic, gmmn or pix2pix with L1 alone, has no `loss/d`).
     """
 
-    def __init__(self, run: TrackedRun, step_key: str = "loss/d", outbox=None):
+    def __init__(self, run: TrackedRun, step_key: str = "loss/g", outbox=None):
         self.run, self.outbox = run, outbox
         if outbox is not None:
             # The journal holds every write of this run's workers: no need to ask the server.

@@ -69,8 +69,21 @@ def test_unpaired_domains_are_drawn_in_orders_of_their_own(shared_data):
     assert len(seen) == 500
     rows = torch.cat([b["c"] for b in first]).flatten(1)
     assert len(torch.unique(rows, dim=0)) == 500
-    # The MNIST samples come in the sampler's order, whose labels the digits' do not follow.
-    assert not torch.equal(torch.cat([b["y"] for b in first]), seen)
+    # The digits come in their own shuffled order (seed + 1), not the MNIST samples' (seed).
+    from zerosum.data import shard_order
+
+    assert torch.equal(seen, data.input_labels[shard_order(1437, 0, 1, 1, 0)[:500]])
+    assert torch.equal(torch.cat([b["y"] for b in first]), data.labels[shard_order(500, 0, 1, 0, 0)])
+
+
+def test_batches_continue_mid_epoch_from_start_batch(shared_data):
+    data = load_dataset(mnist(task="unpaired", source=DataSpec(name="digits", limit=300)), "train")
+    whole = iter(ShardedBatches(data, batch_size=64, rank=0, world_size=1, seed=0))
+    drawn = [next(whole) for _ in range(12)]  # 7 batches of samples an epoch, 4 of digits
+    later = ShardedBatches(data, batch_size=64, rank=0, world_size=1, seed=0)
+    later.start_batch = 9
+    for expected, batch in zip(drawn[9:], iter(later)):
+        assert torch.equal(expected["x"], batch["x"]) and torch.equal(expected["c"], batch["c"])
 
 
 def job(**data) -> dict:
@@ -91,6 +104,15 @@ def test_cyclegan_domains_with_different_channels_name_the_field(shared_data, tm
 
 
 @pytest.mark.parametrize("raw, field", [
+    ({"method": "staged", "data": {"task": "superres", "factor": 4}},
+     "data.factor: method staged's first stage is 7x7 at data.factor 4, and arch dcgan builds sides "
+     "8, 14, 16, 28, 32, 64; allowed factors: 2"),
+    ({"method": "pix2pix", "data": {"task": "superres"}, "loss": {"r1_gamma": 1.0}}, "loss.r1_gamma"),
+    ({"method": "gan", "model": {"translator": {"arch": "resnet"}}}, "model.translator / model.patch"),
+    ({"method": "pix2pix", "data": {"name": "digits", "root": None, "task": "superres", "factor": 2},
+      "eval": {"metrics": ["ssim"]}}, "eval.metrics: ssim's 11x11 window needs images of side 11"),
+    ({"method": "pix2pix", "data": {"task": "superres"}, "eval": {"num_samples": 1},
+      "scaling": {"num_workers": 2}}, "eval.num_samples: 1 held-out inputs cannot be shared by 2 workers"),
     ({"method": "gan", "data": {"task": "superres"}}, "data.task: method gan trains on generate"),
     ({"method": "pix2pix", "data": {"task": "unpaired", "source": {"name": "digits"}}},
      "data.task: method pix2pix trains on superres or complete"),
@@ -105,7 +127,7 @@ def test_fields_that_cannot_go_with_the_method_are_refused_by_name(shared_data, 
     spec = job()
     spec["method"] = raw["method"]
     spec["data"] |= raw.get("data", {})
-    for key in ("model", "loss", "eval"):
+    for key in ("model", "loss", "eval", "scaling"):
         if key in raw:
             spec[key] = raw[key]
     with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):

@@ -23,11 +23,11 @@ SMALL = ["--set", "model.translator.base_channels=8", "--set", "model.patch.base
          "--set", "eval.num_samples=64", "--set", "scaling.num_workers=2"]
 
 
-def local_spec(workdir, job: str):
-    """The job with data.root pointing at the shared data, in the workdir (roots are relative
-    to the working directory, and the tests run elsewhere)."""
+def local_spec(workdir, job: str, **data):
+    """The job in the workdir with data.root pointing at the shared data (roots are relative
+    to the working directory, and the tests run elsewhere), and `data` changed."""
     raw = yaml.safe_load((JOBS / job).read_text())
-    raw["data"]["root"] = str(SHARED_DATA / "mnist")
+    raw["data"] |= {"root": str(SHARED_DATA / "mnist"), **data}
     path = workdir / job
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -41,9 +41,15 @@ def trained(workdir, spec, register_as: str, *extra: str, env: dict | None = Non
 
 
 def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, workdir):
-    superres, unpaired = local_spec(workdir, "mnist-superres-pix2pix.yaml"), local_spec(workdir,
-                                                                                         "digits-to-mnist-cyclegan.yaml")
-    pix2pix = trained(workdir, superres, "superres", "--set", "data.limit=256", "--set", "eval.metrics=[psnr,ssim]")
+    # pix2pix on the 8x8 digits (4x4 -> 8x8), judged with the digits classifier on 2 workers:
+    # its features and probabilities, and the per-image scores, are gathered from both ranks.
+    superres = local_spec(workdir, "mnist-superres-pix2pix.yaml", name="digits", root=None, factor=2)
+    unpaired = local_spec(workdir, "digits-to-mnist-cyclegan.yaml")
+    pix2pix = trained(workdir, superres, "superres", "--set", "eval.metrics=[fid,psnr,accuracy]")
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    logged = client.get_run(client.get_model_version_by_alias("superres", "candidate").run_id).data.metrics
+    assert {"eval/fid", "eval/psnr", "eval/accuracy", "baseline/fid", "baseline/psnr", "baseline/accuracy"} <= set(
+        logged)
     # Rank 1 is killed at round 4; the group restarts from a checkpoint of all four players (round
     # 2, or 3 once Ray has registered it: as tests/train/test_train_ray.py's killed GAN worker).
     cyclegan = trained(workdir, unpaired, "digits-to-mnist", "--set", "data.limit=128",
@@ -52,23 +58,23 @@ def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, wo
                        env={"ZEROSUM_INJECT_FAULT": "round=4,rank=1"})
     (run_dir,) = workdir.glob("runs/digits-to-mnist-cyclegan-*")
     assert (run_dir / ".fault-injected").read_text().startswith("killed rank 1 at round 4")
-    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     run = client.get_run(client.get_model_version_by_alias("digits-to-mnist", "candidate").run_id)
     assert run.info.status == "FINISHED" and run.data.tags["zerosum.resumed_from_round"] in {"2", "3"}
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "g/cycle")) == [1, 2, 3, 4, 5, 6]
 
     # The registered signature takes one image batch, not z.
     inputs = get_model_info(pix2pix).signature.inputs.to_dict()
-    assert [(i["name"], tuple(i["tensor-spec"]["shape"])) for i in inputs] == [("images", (-1, 1, 7, 7))]
-    for model, spec in ((pix2pix, superres), (cyclegan, unpaired)):
+    assert [(i["name"], tuple(i["tensor-spec"]["shape"])) for i in inputs] == [("images", (-1, 1, 4, 4))]
+    # 9 images a grid, 3 x 3 tiles with 2 px padding: digits shown at 32 px, MNIST at 28 px.
+    for model, spec, panels, grid_px in ((pix2pix, superres, 3, 3 * 32 + 8), (cyclegan, unpaired, 2, 3 * 28 + 8)):
         out = zerosum_here("translate", model, "--input", str(spec), "-n", "9", "-o", "grid.png", cwd=workdir)
         assert out.returncode == 0, out.stderr[-3000:]
-        picture = Image.open(workdir / "grid.png")
-        assert picture.width > 2.5 * picture.height  # input | output | (target): side by side
+        # input | output (| target, paired tasks only) side by side.
+        assert panels * grid_px <= Image.open(workdir / "grid.png").width < (panels + 1) * grid_px
 
     # A folder of the input size translates; one of another size is refused by file.
     good, bad = workdir / "small", workdir / "wrong"
-    for folder, side in ((good, 7), (bad, 28)):
+    for folder, side in ((good, 4), (bad, 28)):
         folder.mkdir()
         for i in range(3):
             Image.fromarray(np.full((side, side), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
@@ -77,6 +83,6 @@ def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, wo
     out = zerosum_here("translate", pix2pix, "--input", str(bad), cwd=workdir)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (f"error: --input {bad}: 0.png is 28x28; this model translates "
-                                                   "7x7 images")
+                                                   "4x4 images")
     out = zerosum_here("sample", pix2pix, cwd=workdir)
     assert out.returncode == 2 and "this model translates images" in out.stderr

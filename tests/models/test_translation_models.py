@@ -66,3 +66,10 @@ def test_translator_refuses_inputs_of_another_shape():
         translator(torch.randn(2, 1, 8, 8))
     with pytest.raises(ValueError, match="side divides"):
         build_translator("unet", input_shape=(1, 6, 6), output_shape=(1, 28, 28))
+
+
+def test_dcgan_sides_in_the_catalog_are_the_ones_dcgan_builds():
+    from zerosum.catalog import DCGAN_SIDES
+    from zerosum.models.dcgan import SPATIAL_PLANS
+
+    assert DCGAN_SIDES == tuple(sorted(SPATIAL_PLANS))

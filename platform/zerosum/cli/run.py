@@ -20,8 +20,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def players_line(spec) -> str:
     """What the job trains, for people: the method's phases and players (no torch needed)."""
     players = METHOD_PLAYERS[spec.method]
+    # pix2pix's L1-alone ablation builds no critic (methods/pix2pix.py).
+    has_critic = players["critic"] and not (spec.method == "pix2pix" and spec.loss.adversarial_weight == 0)
     critic = f"{spec.schedule.d_steps} critic update(s) of {', '.join(players['critic'])}, then " \
-        if players["critic"] else "no critic; "
+        if has_critic else "no critic; "
     return f"method {spec.method}: each round {critic}{spec.schedule.g_steps} update(s) of {', '.join(players['generator'])}"
 
 

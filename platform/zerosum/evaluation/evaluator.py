@@ -255,6 +255,7 @@ class Evaluator:
 
     def state_dict(self) -> dict[str, Any]:
         state = {"extra/stopping": self.rule.state_dict()} if self.rule else {}
+        state |= {"extra/baseline_scored": True} if self.held_out is not None and self.baseline_scored else {}
         return state | ({"extra/guard": self.guard.state_dict()} if self.guard else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -266,3 +267,5 @@ class Evaluator:
                 log.warning("the checkpoint's stopping-rule state has another layout; the rules start afresh")
         if self.guard and "extra/guard" in state:
             self.guard.load_state_dict(state["extra/guard"])
+        # A resumed translator's baseline was scored (and logged) before the checkpoint.
+        self.baseline_scored = self.baseline_scored or bool(state.get("extra/baseline_scored"))

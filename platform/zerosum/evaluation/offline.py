@@ -23,7 +23,7 @@ from zerosum.catalog import (
     is_image_data,
 )
 from zerosum.config import JobSpec, load_job, validate_job
-from zerosum.data import describe_dataset, folder_images, load_dataset
+from zerosum.data import describe_dataset, folder_images, images_only, load_dataset
 from zerosum.errors import ConfigError
 from zerosum.evaluation.evaluator import Merged, score
 from zerosum.evaluation.featurizer import prepare_eval_spec
@@ -105,7 +105,8 @@ def evaluation_spec(request: EvalRequest) -> JobSpec:
              "kid_subset_size": request.kid_subset_size}
     if request.featurizer:
         evals["featurizer_path"] = request.featurizer.resolve()
-    spec = spec.model_copy(update={"eval": spec.eval.model_copy(update=evals)})
+    # The real side is the images themselves, whatever task a job derives from them.
+    spec = spec.model_copy(update={"data": images_only(spec.data), "eval": spec.eval.model_copy(update=evals)})
     check_request(request, spec)
     return prepare_eval_spec(spec)
 

@@ -7,6 +7,10 @@ G(X) and F(Y); G and F train on their adversarial losses plus `loss.cycle_weight
 times the cycle loss |F(G(x)) - x| + |G(F(y)) - y| and, optionally, `loss.identity_weight`
 times |G(y) - y| + |F(x) - x|. The paper's pool of 50 past fakes for the critics is not
 used: each critic sees the current fakes.
+
+zerosum.losses' LSGAN generator loss is Mao et al.'s 0.5 E[(D(G(x)) - 1)^2]; the CycleGAN
+paper's is E[(D(G(x)) - 1)^2] (its critics' keep the 0.5). G's adversarial terms are
+scaled by ADVERSARIAL_SCALE so that cycle_weight 10 weighs the cycle as the paper's lambda 10 does.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from zerosum.losses import cycle_consistency_loss, d_loss, g_loss, l1_loss
 from zerosum.methods.base import Batch, Losses, Method, PhaseContext, Players
 from zerosum.train.build import build_patch_critic_for, build_translator_for
 from zerosum.train.steps import unwrap
+
+# G's adversarial loss as the paper writes it, per loss.name (see the module docstring).
+ADVERSARIAL_SCALE = {"lsgan": 2.0}
 
 
 class CycleGanMethod(Method):
@@ -48,8 +55,8 @@ class CycleGanMethod(Method):
         y, x = batch["x"], batch["c"]
         g, f, loss = players["g"], players["f"], self.spec.loss
         fake_y, fake_x = g(x), f(y)
-        adversarial = (g_loss(loss.name, players["d_y"](fake_y).float())
-                       + g_loss(loss.name, players["d_x"](fake_x).float()))
+        adversarial = ADVERSARIAL_SCALE.get(loss.name, 1.0) * (g_loss(loss.name, players["d_y"](fake_y).float())
+                                                               + g_loss(loss.name, players["d_x"](fake_x).float()))
         cycle = cycle_consistency_loss(x, f(fake_y), y, g(fake_x))
         total = adversarial + loss.cycle_weight * cycle
         out = {"g/adversarial": adversarial.detach(), "g/cycle": cycle.detach()}

@@ -1,14 +1,14 @@
 """Image-to-image players: a U-Net or residual translator, and a PatchGAN critic of pairs.
 
-    T = build_translator("unet", in_channels=1, out_channels=1, side=28, input_side=7)
+    T = build_translator("unet", input_shape=(1, 7, 7), output_shape=(1, 28, 28))
     y = T(x)              # x: float (N, 1, 7, 7) -> float (N, 1, 28, 28)
-    D = PairDiscriminator(condition_channels=1, image_channels=1)
-    logits = D(T.condition(x), y)   # -> float (N, P): one logit per patch, no sigmoid
+    D = PairDiscriminator(condition_channels=1, image_channels=1, side=28)
+    logits = D(T.condition(x), y)   # -> float (N, 49): one logit per patch, no sigmoid
 
 A translator first lifts its input to the output side (bicubic, for super-resolution; the
 identity for inputs of that side already), then runs its net at that side: so the critic
-can stack the lifted input and an output along channels, as pix2pix's D does, and the
-task's bicubic baseline is the translator with nothing learned.
+can stack the lifted input and an output along channels, as pix2pix's D does. The lift
+alone is the task's bicubic baseline.
 
 Imports torch only (see docs/architecture.md, "Boundaries").
 """

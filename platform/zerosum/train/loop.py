@@ -122,7 +122,8 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
     torch.manual_seed(spec.schedule.seed * 7919 + rank + state.rounds_done)
     sched = spec.schedule
     batcher = ShardedBatches(dataset, sched.batch_size, rank, world_size, seed=sched.seed)
-    batcher.epoch = state.rounds_done * batches_per_round(state, sched) // max(1, batcher.batches_per_epoch())
+    # A resumed run continues the data where its checkpoint left it, mid-epoch included.
+    batcher.start_batch = state.rounds_done * batches_per_round(state, sched)
     batches = iter(batcher)
     ctx = PhaseContext(spec, state.noise, state.noise_rng, state.augment_rng, device,
                        autocast_factory(spec, device), state.critic_updates)

@@ -25,7 +25,7 @@ CONTINUOUS = ("uniform", "loguniform", "randint")
 METRIC_SOURCES = {
     "eval/modes": "modes", "eval/hq_fraction": "modes", "eval/fid": "fid", "eval/kid": "kid",
     "eval/kid_std": "kid", "eval/mmd2": "mmd", "eval/mmd_pvalue": "mmd", "eval/classes_covered": "classes",
-    "eval/class_kl": "classes",
+    "eval/class_kl": "classes", "eval/psnr": "psnr", "eval/ssim": "ssim", "eval/accuracy": "accuracy",
 }
 OBJECTIVE_KEY = "objective"
 
