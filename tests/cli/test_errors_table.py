@@ -459,3 +459,21 @@ def case_sample_a_translator(logged_generators):
 @pytest.fixture
 def case_eval_a_translator(image_folders, logged_generators):
     pass
+
+
+def test_a_reader_that_went_away_is_no_traceback(tmp_path):
+    """`zerosum validate SPEC | head -1`: the pipe's reader is gone before zerosum writes (its
+    end is closed before the command starts), so every write fails with EPIPE."""
+    import os
+    import subprocess
+    import sys
+
+    write_yaml(tmp_path / "ring8.yaml", RING8_JOB)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "zerosum.cli", "validate", "ring8.yaml"], cwd=tmp_path,
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr
