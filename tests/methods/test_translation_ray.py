@@ -23,11 +23,12 @@ SMALL = ["--set", "model.translator.base_channels=8", "--set", "model.patch.base
          "--set", "eval.num_samples=64", "--set", "scaling.num_workers=2"]
 
 
-def local_spec(workdir, job: str, **data):
+def local_spec(workdir, job: str, metrics: list[str] | None = None, **data):
     """The job in the workdir with data.root pointing at the shared data (roots are relative
-    to the working directory, and the tests run elsewhere), and `data` changed."""
+    to the working directory, and the tests run elsewhere), `data` and eval.metrics changed."""
     raw = yaml.safe_load((JOBS / job).read_text())
     raw["data"] |= {"root": str(SHARED_DATA / "mnist"), **data}
+    raw["eval"]["metrics"] = raw["eval"]["metrics"] if metrics is None else metrics
     path = workdir / job
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -43,9 +44,10 @@ def trained(workdir, spec, register_as: str, *extra: str, env: dict | None = Non
 def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, workdir):
     # pix2pix on the 8x8 digits (4x4 -> 8x8), judged with the digits classifier on 2 workers:
     # its features and probabilities, and the per-image scores, are gathered from both ranks.
-    superres = local_spec(workdir, "mnist-superres-pix2pix.yaml", name="digits", root=None, factor=2)
-    unpaired = local_spec(workdir, "digits-to-mnist-cyclegan.yaml")
-    pix2pix = trained(workdir, superres, "superres", "--set", "eval.metrics=[fid,psnr,accuracy]")
+    superres = local_spec(workdir, "mnist-superres-pix2pix.yaml", ["fid", "psnr", "accuracy"], name="digits",
+                          root=None, factor=2)
+    unpaired = local_spec(workdir, "digits-to-mnist-cyclegan.yaml", [])
+    pix2pix = trained(workdir, superres, "superres")
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     logged = client.get_run(client.get_model_version_by_alias("superres", "candidate").run_id).data.metrics
     assert {"eval/fid", "eval/psnr", "eval/accuracy", "baseline/fid", "baseline/psnr", "baseline/accuracy"} <= set(
@@ -53,7 +55,7 @@ def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, wo
     # Rank 1 is killed at round 4; the group restarts from a checkpoint of all four players (round
     # 2, or 3 once Ray has registered it: as tests/train/test_train_ray.py's killed GAN worker).
     cyclegan = trained(workdir, unpaired, "digits-to-mnist", "--set", "data.limit=128",
-                       "--set", "data.source.limit=128", "--set", "eval.metrics=[]", "--set", "scaling.max_failures=1",
+                       "--set", "data.source.limit=128", "--set", "scaling.max_failures=1",
                        "--set", "schedule.max_rounds=6", "--set", "eval.every_rounds=3",
                        env={"ZEROSUM_INJECT_FAULT": "round=4,rank=1"})
     (run_dir,) = workdir.glob("runs/digits-to-mnist-cyclegan-*")
