@@ -42,16 +42,14 @@ def trained(workdir, spec, register_as: str, *extra: str, env: dict | None = Non
 
 
 def test_pix2pix_and_cyclegan_train_on_two_workers_and_translate(shared_data, workdir):
-    # pix2pix on the 8x8 digits (4x4 -> 8x8), judged with the digits classifier on 2 workers:
-    # its features and probabilities, and the per-image scores, are gathered from both ranks.
-    superres = local_spec(workdir, "mnist-superres-pix2pix.yaml", ["fid", "psnr", "accuracy"], name="digits",
-                          root=None, factor=2)
+    # pix2pix on the 8x8 digits (4x4 -> 8x8) on 2 workers: the per-image scores of both ranks'
+    # shares are gathered (features go the way every method's do, tested with the GANs).
+    superres = local_spec(workdir, "mnist-superres-pix2pix.yaml", ["psnr"], name="digits", root=None, factor=2)
     unpaired = local_spec(workdir, "digits-to-mnist-cyclegan.yaml", [])
     pix2pix = trained(workdir, superres, "superres")
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     logged = client.get_run(client.get_model_version_by_alias("superres", "candidate").run_id).data.metrics
-    assert {"eval/fid", "eval/psnr", "eval/accuracy", "baseline/fid", "baseline/psnr", "baseline/accuracy"} <= set(
-        logged)
+    assert {"eval/psnr", "baseline/psnr"} <= set(logged)
     # Rank 1 is killed at round 4; the group restarts from a checkpoint of all four players (round
     # 2, or 3 once Ray has registered it: as tests/train/test_train_ray.py's killed GAN worker).
     cyclegan = trained(workdir, unpaired, "digits-to-mnist", "--set", "data.limit=128",
