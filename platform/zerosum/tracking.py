@@ -309,6 +309,9 @@ def log_generator(run: TrackedRun, model: torch.nn.Module, example_inputs: tuple
         info = mlflow.pytorch.log_model(
             model, name="generator", input_example=example, signature=ModelSignature(inputs, outputs),
             metadata=metadata, registered_model_name=register_as, serialization_format="pt2",
+            # A pt2 generator needs torch alone to load; naming it spares MLflow's inference of
+            # the requirements, a subprocess that imports the model (seconds per logged model).
+            pip_requirements=[f"torch=={torch.__version__}"],
             # MLflow's JSON serving check cannot express tensor inputs for the torch flavour;
             # tests load the logged model and call it instead.
             validate_serving_input=False,
