@@ -22,6 +22,7 @@ an entry is `zerosum.tracking.send_outbox_entry`, bound to a run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from zerosum.errors import first_line
 from zerosum.files import atomic_write_text
 from zerosum.pictures import save_png
 
@@ -96,10 +98,31 @@ def read_sent(folder: Path) -> int:
     return int(json.loads(path.read_text())["seq"]) if path.is_file() else 0
 
 
+FAIL_FAST_ENV = {"MLFLOW_HTTP_REQUEST_TIMEOUT": REQUEST_TIMEOUT_S, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": REQUEST_RETRIES}
+
+
 def fail_fast_requests() -> None:
-    """This process's MLflow HTTP requests time out in seconds and are not retried by MLflow."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", REQUEST_TIMEOUT_S)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", REQUEST_RETRIES)
+    """This process's MLflow HTTP requests time out in seconds and are not retried by MLflow
+    (rank 0's outbox retries on its own schedule). Values a user set are kept."""
+    for key, value in FAIL_FAST_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+@contextlib.contextmanager
+def failing_fast():
+    """fail_fast_requests for a block, the environment put back after: a driver's last drain
+    must not wait minutes on a server that is away, but a later `zerosum sync` in the same
+    process (tests) should retry as MLflow does."""
+    saved = {key: os.environ.get(key) for key in FAIL_FAST_ENV}
+    fail_fast_requests()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class Outbox:
@@ -184,10 +207,14 @@ class Outbox:
         """Send the queue in order in this thread, stopping at the first failure (the
         sender thread must not be running). -> (sent, left)."""
         sent = 0
+        self.refusal = None
         while self.queue:
             try:
                 self.send(self.queue[0])
-            except Exception:  # noqa: BLE001 - reported as what is left
+            except Exception as err:  # noqa: BLE001 - reported as what is left, and why
+                self.refusal = f"{type(err).__name__}: {first_line(err)}"
+                log.warning("outbox entry %d (%s) was not sent: %s", self.queue[0].seq, self.queue[0].kind,
+                            self.refusal)
                 break
             self._sent()
             sent += 1

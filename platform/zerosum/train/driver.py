@@ -23,6 +23,7 @@ from zerosum.data import describe_dataset
 from zerosum.errors import ZerosumError, first_line
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.files import atomic_write_text
+from zerosum.outbox import failing_fast
 from zerosum.pictures import save_png
 from zerosum.records import FolderRecord, latest_folder, new_folder
 from zerosum.runtime import RAY_LOG, collect_ray_logs, init_ray
@@ -136,11 +137,14 @@ def finish_run(spec: JobSpec, run_dir: Path, run: TrackedRun, checkpoint_dir: Pa
     record = FolderRecord.load(run_dir)
     record.finished_at = time.time()
     try:
-        # What rank 0 could not send before it ended goes first: the server may be back.
-        _, left = drain_outbox(run_dir, run)
-        if left:
-            raise ConnectionError(f"{left} writes of the workers are still in the outbox")
-        model_uri = log_final_model(spec, run, state)
+        # A server that is away must cost seconds here, not MLflow's minutes of retries;
+        # `zerosum sync` later retries as MLflow does.
+        with failing_fast():
+            # What rank 0 could not send before it ended goes first: the server may be back.
+            _, left = drain_outbox(run_dir, run)
+            if left:
+                raise ConnectionError(f"{left} writes of the workers are still in the outbox")
+            model_uri = log_final_model(spec, run, state)
         record.logged = True
         notes = run_notes(run)
     except Exception as err:  # noqa: BLE001 - MLflow, requests and OS errors alike mean "not logged yet"
@@ -164,10 +168,8 @@ def log_final_model(spec: JobSpec, run: TrackedRun, state: dict[str, Any]) -> st
 
 def drain_outbox(run_dir: Path, run: TrackedRun) -> tuple[int, int]:
     """Send what the run's outbox still holds, in order; -> (sent, left)."""
-    from zerosum.outbox import drain, fail_fast_requests
+    from zerosum.outbox import drain
 
-    # A server that is away must cost seconds here, not MLflow's minutes of retries.
-    fail_fast_requests()
     return drain(run_dir, tracking.outbox_sender(run, run_dir))
 
 
