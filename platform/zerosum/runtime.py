@@ -38,6 +38,7 @@ def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard:
     if handler is not None:
         # ray.init installs its own console handlers; put ours back in their place.
         route_ray_loggers(handler)
+        route_cluster_errors()
 
 
 def ray_log_handler(path: Path) -> logging.Handler:
@@ -54,6 +55,32 @@ def route_ray_loggers(handler: logging.Handler) -> None:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.propagate = False
+
+
+def route_cluster_errors() -> None:
+    """Send the cluster's error messages to the "ray" logger (ray.log) instead of stdout.
+
+    A driver's error listener thread prints what the cluster publishes, such as a raylet
+    that died or a node marked dead, straight to stdout through
+    `ray._private.worker.print_to_stdstream`, whatever `log_to_driver` says, and Ray has
+    no switch for it. A lost node would otherwise fill the console with raylet state
+    dumps. zerosum says what happened in one line (the restart note in the run's summary)."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "zerosum_routed", False):
+        return
+    logger = logging.getLogger("ray")
+
+    def to_log(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            printer(data, ignore_prefix)
+            return
+        for line in data.get("lines", []):
+            logger.warning("(raylet) %s", line)
+
+    to_log.zerosum_routed = True
+    worker.print_to_stdstream = to_log
 
 
 def collect_ray_logs(log_dir: Path) -> Path | None:

@@ -110,8 +110,11 @@ def rank0_logger(config: dict[str, Any], rank: int):
     return RunLogger(run, outbox=Outbox(run_dir, outbox_sender(run, run_dir)))
 
 
-def train_worker(config: dict[str, Any], session: Session) -> None:
-    """Train G and D for the job in `config["job"]` on this session's shard."""
+def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
+    """Train G and D for the job in `config["job"]` on this session's shard.
+
+    logger: a RunLogger from the caller (a Tune trial's, whose outbox it shares with the
+    trial's reporter); else rank 0 makes its own from `config` (`rank0_logger`)."""
     spec = validate_job(config["job"], source="train_loop config", check_paths=False)
     rank, world_size, device = session.rank, session.world_size, session.device
     dataset = load_dataset(spec.data, "train", seed=spec.schedule.seed)
@@ -127,13 +130,17 @@ def train_worker(config: dict[str, Any], session: Session) -> None:
     batches = iter(batcher)
     ctx = PhaseContext(spec, state.noise, state.noise_rng, state.augment_rng, device,
                        autocast_factory(spec, device), state.critic_updates)
-    logger = rank0_logger(config, rank)
+    logger = logger if logger is not None else rank0_logger(config, rank)
     for note in resume_notes if logger is not None else ():
         logger.warn(note)
     evaluator = Evaluator(spec, dataset, rank, world_size, device, logger)
     evaluator.load_state_dict(state.extra)
     if logger is not None and state.rounds_done:
         logger.set_tags({"zerosum.resumed_from_round": str(state.rounds_done)})
+        # A lost worker or node restarts the group silently (Ray's account is in ray.log):
+        # the run's summary says it happened, and from where.
+        logger.warn(f"started again from the checkpoint at round {state.rounds_done} "
+                    "(a --resume, a PBT exploit, or a lost worker or node)")
     meter = ThroughputMeter(reals_per_round=batches_per_round(state, sched) * sched.batch_size * world_size)
     window, metrics = MetricWindow(), {}
     last_reported = state.rounds_done  # a restored checkpoint counts as reported
