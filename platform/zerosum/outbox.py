@@ -49,6 +49,8 @@ BACKOFF_FIRST_S, BACKOFF_MAX_S = 1.0, 30.0
 # One request must fail fast while the server is away: the sender, not MLflow's own
 # retries (7 by default, minutes in all), decides when to try again.
 REQUEST_TIMEOUT_S, REQUEST_RETRIES = "10", "0"
+# How long close() waits for a request in flight to end (one request's timeout, plus a margin).
+SENDER_JOIN_S = float(REQUEST_TIMEOUT_S) + 2.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ class Outbox:
         self.image_bytes = sum(p.stat().st_size for p in (self.folder / "images").glob("*.png"))
         self.dropped_images = 0
         self.failures = 0
+        self.stopped = False
         self.condition = threading.Condition()
         # Set by close(): ends a backoff early (new entries do not: they would turn the
         # backoff into a retry per write while the server is away).
@@ -191,17 +194,26 @@ class Outbox:
             return len(self.queue)
 
     def close(self, timeout_s: float) -> int:
-        """Wait up to `timeout_s` for every entry to be sent; -> how many are left on disk."""
+        """Wait up to `timeout_s` for every entry to be sent, then stop the sender;
+        -> how many entries are left on disk."""
         deadline = time.monotonic() + timeout_s
         self.closing_event.set()
         with self.condition:
             while self.queue and time.monotonic() < deadline and self.thread.is_alive():
                 self.condition.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             left = len(self.queue)
+        # The sender stops: what is left stays on disk for the next Outbox of this folder
+        # (a restarted trial, `zerosum sync`), which must not race a second sender.
+        self.stopped = True
+        if self.thread.is_alive():
+            self.thread.join(timeout=SENDER_JOIN_S)
         if self.dropped_images:
-            log.warning("%d sample grids were not kept: the outbox's images reached %d MiB",
-                        self.dropped_images, IMAGE_BUDGET_BYTES >> 20)
+            log.warning(self.dropped_note())
         return left
+
+    def dropped_note(self) -> str:
+        return (f"{self.dropped_images} sample grids were not kept: the outbox's images "
+                f"reached {IMAGE_BUDGET_BYTES >> 20} MiB")
 
     def send_now(self) -> tuple[int, int]:
         """Send the queue in order in this thread, stopping at the first failure (the
@@ -229,10 +241,12 @@ class Outbox:
 
     def _run(self) -> None:
         backoff = BACKOFF_FIRST_S
-        while True:
+        while not self.stopped:
             with self.condition:
-                while not self.queue:
+                while not self.queue and not self.stopped:
                     self.condition.wait(timeout=1.0)
+                if self.stopped:
+                    return
                 entry = self.queue[0]
             try:
                 self.send(entry)

@@ -212,8 +212,13 @@ class RunLogger:
         self.last_logged_step = max(self.last_logged_step, step)
 
     def close(self, timeout_s: float) -> int:
-        """Wait up to `timeout_s` for the outbox to drain; -> entries left on disk."""
-        return 0 if self.outbox is None else self.outbox.close(timeout_s)
+        """Wait up to `timeout_s` for the outbox to drain; -> entries left on disk.
+        Sample grids the outbox could not keep become a warning in the run's summary."""
+        if self.outbox is None:
+            return 0
+        if self.outbox.dropped_images:
+            self.warn(self.outbox.dropped_note())
+        return self.outbox.close(timeout_s)
 
 
 def send_outbox_entry(run: TrackedRun, outbox_folder: Path, entry) -> None:

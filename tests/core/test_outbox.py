@@ -69,3 +69,28 @@ def test_images_beyond_the_budget_are_dropped_and_counted(tmp_path, monkeypatch)
     box.put("image", {"key": "samples"}, 1, image=grid)
     box.put("image", {"key": "samples"}, 2, image=grid)
     assert box.dropped_images == 1 and box.pending() == 1
+
+
+def test_closing_stops_the_sender_and_leaves_the_rest_for_the_next_outbox(tmp_path, monkeypatch):
+    monkeypatch.setattr(outbox, "BACKOFF_FIRST_S", 0.01)
+    away = FlakyServer(refusals=10**9)
+    box = Outbox(tmp_path, away)
+    box.put("metrics", {"loss/d": 1.0}, 10)
+    assert box.close(timeout_s=0.2) == 1
+    assert not box.thread.is_alive()  # a restarted trial's outbox must not race this sender
+    server = FlakyServer()
+    assert drain(tmp_path, server) == (1, 0) and [e.step for e in server.received] == [10]
+
+
+def test_grids_dropped_over_the_budget_are_a_warning_of_the_run(tmp_path, monkeypatch):
+    from zerosum.tracking import WARNING_TAG, RunLogger
+
+    monkeypatch.setattr(outbox, "IMAGE_BUDGET_BYTES", 10)
+    box = Outbox(tmp_path, FlakyServer(), start=False)
+    logger = RunLogger(run=None, outbox=box)
+    grid = np.zeros((8, 8, 3), dtype=np.uint8)
+    logger.log_samples(grid, 1)
+    logger.log_samples(grid, 2)
+    logger.close(timeout_s=0)
+    (tags,) = [e.data for e in read_journal(box.folder) if e.kind == "tags"]
+    assert tags == {f"{WARNING_TAG}.1": "1 sample grids were not kept: the outbox's images reached 0 MiB"}

@@ -47,7 +47,8 @@ def summary_text(campaign, result) -> str:
         lines += [f"champion:        trial {champion.trial_id}, objective {champion.objective:.4g} "
                   f"at round {champion.round} ({shown})",
                   f"                 {evals}" if evals else "",
-                  f"model:           {result.model_uri}"]
+                  f"model:           {result.model_uri}" if result.model_uri else ""]
+    lines += [f"note:            {note}" for note in result.notes]
     return "\n".join(line for line in lines if line)
 
 

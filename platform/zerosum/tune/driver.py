@@ -9,24 +9,25 @@ registered under the campaign's model name with the alias `champion`.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from zerosum.config import flatten, job_to_dict
-from zerosum.errors import ZerosumError
+from zerosum.errors import ZerosumError, first_line
 from zerosum.files import atomic_write_text
-from zerosum.records import FolderRecord, latest_folder, new_folder
+from zerosum.records import RECORD_FILE, FolderRecord, latest_folder, new_folder
 from zerosum.tracking import TrackedRun
-from zerosum.tune.campaign import Campaign
+from zerosum.tune.campaign import Campaign, load_campaign
 from zerosum.tune.champion import Champion, find_champion, register_champion
 from zerosum.tune.report import ERRORED, PLOTS, STOPPED, TrialRow, plot_best_so_far, read_ledgers, trial_row, trials_csv
 from zerosum.tune.schedulers import build_scheduler, build_searcher
-from zerosum.tune.schema import OBJECTIVE_KEY, PbtSpec
+from zerosum.tune.schema import OBJECTIVE_KEY, ROWS_FILE, TRAIN_FOLDER, PbtSpec
 from zerosum.tune.space import param_space
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class CampaignResult:
     model_uri: str | None
     exploits: int
     wall_s: float
+    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- folder and parent run
@@ -143,7 +145,8 @@ def build_tuner(campaign: Campaign, folder: Path, record: FolderRecord, resume: 
                                     reuse_actors=spec.trial.mode == "single"),
         run_config=tune.RunConfig(
             name=folder.name, storage_path=str(folder.parent), verbose=0, callbacks=[progress],
-            failure_config=tune.FailureConfig(max_failures=max(0, campaign.base.scaling.max_failures)),
+            # Tune reads -1 as unlimited, as scaling.max_failures does.
+            failure_config=tune.FailureConfig(max_failures=campaign.base.scaling.max_failures),
             # PBT clones the latest checkpoint, which Tune always keeps; the best ones by
             # objective stay for the champion.
             checkpoint_config=tune.CheckpointConfig(
@@ -182,30 +185,103 @@ def run_campaign(campaign: Campaign, resume: bool = False, verbose: bool = False
 
 
 def finish_campaign(campaign: Campaign, folder: Path, record: FolderRecord, results) -> CampaignResult:
-    """Close the trial runs; log trials.csv, plots and the champion to the parent run."""
-    parent = TrackedRun(record.tracking_uri, record.run_id)
+    """The table and the champion on disk, then the tracking: the trials' outboxes sent,
+    their runs closed, trials.csv, plots and the champion logged to the parent run. If the
+    tracking server does not answer, the campaign still ends: everything is in its folder
+    and `zerosum sync CAMPAIGN_FOLDER` logs the rest."""
+    from zerosum.outbox import failing_fast
+
     rows = collect_rows(campaign, folder, results)
+    for row in rows:
+        row.run_id = trial_run_id(folder, row.trial_id)
     if rows and all(row.status == ERRORED for row in rows):
-        parent.end("FAILED")
+        TrackedRun(record.tracking_uri, record.run_id).end("FAILED")
         raise ZerosumError(f"every trial failed; the first: {rows[0].error}")
+    atomic_write_text(trials_csv(campaign, rows), folder / "trials.csv")
+    atomic_write_text(json.dumps([asdict(row) for row in rows]), folder / ROWS_FILE)
+    champion = find_champion(folder, campaign.spec.objective.mode)
+    exploits = count_exploits(folder)
+    record.finished_at = time.time()
+    try:
+        # A server that is away must cost seconds here, not MLflow's minutes of retries.
+        with failing_fast():
+            model_uri = log_campaign(campaign, folder, record, rows, champion, exploits)
+        record.logged, notes = True, []
+    except Exception as err:  # noqa: BLE001 - MLflow, requests and OS errors alike mean "not logged yet"
+        record.logged, model_uri = False, None
+        notes = [f"the tracking server at {record.tracking_uri} did not take the campaign's results "
+                 f"({type(err).__name__}: {first_line(err)}); they are kept in {folder}: "
+                 f"send them with `zerosum sync {folder}`"]
+    record.save(folder)
+    return CampaignResult(folder, TrackedRun(record.tracking_uri, record.run_id), rows, champion, model_uri,
+                          exploits, record.finished_at - record.started_at, notes)
+
+
+def log_campaign(campaign: Campaign, folder: Path, record: FolderRecord, rows: list[TrialRow],
+                 champion: Champion | None, exploits: int) -> str | None:
+    """Everything the campaign sends to MLflow at its end (or from `zerosum sync`);
+    -> the champion's model URI. Raises while the server does not answer."""
+    parent = TrackedRun(record.tracking_uri, record.run_id)
+    _, left = drain_trial_outboxes(folder)
+    if left:
+        raise ConnectionError(f"{left} writes of the trials are still in their outboxes")
     close_trial_runs(parent, rows)
     log_report(campaign, folder, record, rows)
-    champion = find_champion(folder, campaign.spec.objective.mode)
     model_uri = None
     if champion is not None:
         champion.run_id = next((r.run_id for r in rows if r.trial_id == champion.trial_id), None)
         model_uri = register_champion(campaign, parent, champion)
-    exploits = count_exploits(folder)
     summary = {"campaign/trials": len(rows), "campaign/stopped_early": sum(r.status == STOPPED for r in rows),
                "campaign/errored": sum(r.status == ERRORED for r in rows), "campaign/exploits": exploits,
-               "campaign/wall_s": time.time() - record.started_at}
+               "campaign/wall_s": record.finished_at - record.started_at}
     if champion is not None:
         summary["campaign/best_objective"] = champion.objective
     parent.log_metrics(summary, 0)
     parent.end()
-    record.finished_at = time.time()
+    return model_uri
+
+
+def trial_run_id(folder: Path, trial_id: str) -> str | None:
+    """The trial's MLflow run, from the record its folder keeps (None if it never started)."""
+    trial_dir = folder / TRAIN_FOLDER / trial_id
+    return FolderRecord.load(trial_dir).run_id if (trial_dir / RECORD_FILE).is_file() else None
+
+
+def drain_trial_outboxes(folder: Path) -> tuple[int, int]:
+    """Send what every trial's outbox under `<campaign>/train/` still holds, each to the run
+    its folder's record names; -> (entries sent, entries left because the server refused one)."""
+    from zerosum.outbox import OUTBOX_FOLDER, drain
+    from zerosum.tracking import outbox_sender
+
+    sent = left = 0
+    for outbox_folder in sorted((folder / TRAIN_FOLDER).glob(f"**/{OUTBOX_FOLDER}")):
+        home = outbox_folder.parent
+        trial = FolderRecord.load(home)
+        sent_here, left_here = drain(home, outbox_sender(TrackedRun(trial.tracking_uri, trial.run_id), home))
+        sent, left = sent + sent_here, left + left_here
+    return sent, left
+
+
+def sync_campaign(folder: Path) -> tuple[int, str | None]:
+    """`zerosum sync CAMPAIGN_FOLDER`: send what the trials kept and, if the campaign's end
+    could not log its results, log them now. -> (writes sent, champion URI or None)."""
+    record = FolderRecord.load(folder)
+    if record.finished_at is None:
+        raise ZerosumError(f"{folder}: the campaign has not finished; resume it with "
+                           "`zerosum tune SPEC --resume`")
+    sent, left = drain_trial_outboxes(folder)
+    if left:
+        raise ZerosumError(f"the tracking server at {record.tracking_uri} took {sent} writes and refused the "
+                           f"next; {left} are still kept in {folder / TRAIN_FOLDER}: run `zerosum sync` again")
+    if record.logged is not False:
+        return sent, None
+    campaign = load_campaign(folder / "campaign.yaml", check_paths=False)
+    rows = [TrialRow(**row) for row in json.loads((folder / ROWS_FILE).read_text())]
+    champion = find_champion(folder, campaign.spec.objective.mode)
+    model_uri = log_campaign(campaign, folder, record, rows, champion, count_exploits(folder))
+    record.logged = True
     record.save(folder)
-    return CampaignResult(folder, parent, rows, champion, model_uri, exploits, summary["campaign/wall_s"])
+    return sent, model_uri
 
 
 def collect_rows(campaign: Campaign, folder: Path, results) -> list[TrialRow]:
@@ -237,9 +313,7 @@ def close_trial_runs(parent: TrackedRun, rows: list[TrialRow]) -> None:
 
 def log_report(campaign: Campaign, folder: Path, record: FolderRecord, rows: list[TrialRow]) -> None:
     parent = TrackedRun(record.tracking_uri, record.run_id)
-    table = trials_csv(campaign, rows)
-    atomic_write_text(table, folder / "trials.csv")
-    parent.log_text(table, "trials.csv")
+    parent.log_text(trials_csv(campaign, rows), "trials.csv")
     figures = {name: plot(campaign, rows) for name, plot in PLOTS.items()}
     figures["plots/best_so_far.png"] = plot_best_so_far(campaign, rows, record.started_at)
     import matplotlib.pyplot as plt

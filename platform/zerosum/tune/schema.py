@@ -47,6 +47,10 @@ def eval_metrics(entry: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in entry["metrics"].items() if k.startswith("eval/")}
 # Inside a campaign folder: the trials' ledgers, stamps in checkpoints, Ray Train trial runs.
 LEDGER_FOLDER, REPORT_FILE, TRAIN_FOLDER = "reports", "report.json", "train"
+# A Ray Train trial's reporter keeps its outbox here, inside the trial's train folder.
+REPORTER_FOLDER = "objective"
+# The table's rows as the campaign's end saw them (for `zerosum sync`, if it could not log them).
+ROWS_FILE = "trials.json"
 
 
 class DomainSpec(StrictModel):

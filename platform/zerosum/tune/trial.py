@@ -8,6 +8,13 @@ TorchTrainer whose reports reach Tune through `TuneReportCallback`. Both run
 Every report gains `objective` (the campaign's metric, or weighted sum of metrics)
 and `hp/<path>` (the trial's current hyperparameters, which PBT may change), and
 both go to the trial's nested MLflow run with the round as step.
+
+A trial's MLflow writes go through an outbox (`zerosum.outbox`) in its folder,
+`<campaign>/train/<trial id>/`, as a run's do, so that trials train on while the
+tracking server is away; the campaign's end (or `zerosum sync CAMPAIGN_FOLDER`)
+sends what is left. A single-process trial's loop and reporter share one outbox; in a
+Ray Train trial, rank 0 keeps one in that folder and the reporter, which runs in the
+Train controller, one in its `objective/` subfolder, which the campaign's end drains.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +36,17 @@ from zerosum import tracking
 from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.errors import ZerosumError
 from zerosum.files import atomic_write_text
-from zerosum.tracking import TrackedRun
+from zerosum.outbox import Outbox, fail_fast_requests
+from zerosum.records import RECORD_FILE, FolderRecord
+from zerosum.tracking import RunLogger, TrackedRun, outbox_sender
 from zerosum.train.loop import train_worker
 from zerosum.tune.campaign import Campaign
-from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY, REPORT_FILE, TRAIN_FOLDER
+from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY, REPORT_FILE, REPORTER_FOLDER, TRAIN_FOLDER
+
+# The outbox each trial folder has open in this process. Tune reuses a trial's process
+# for the next trial (or a PBT restart of the same one) and may stop a trial without its
+# loop reaching the end: the previous sender must stop before a new one opens its folder.
+OPEN_OUTBOXES: dict[Path, Outbox] = {}
 
 
 @dataclass(frozen=True)
@@ -59,8 +73,19 @@ class ObjectiveReporter:
     hyperparams: dict[str, Any]
     ledger: str | None = None
     run: TrackedRun | None = None
-    # Rounds replayed after a restart are not logged twice (as the loop's RunLogger does).
-    last_logged_round: int = -1
+    # The outbox's folder; the Outbox itself is opened where the reports are made (the
+    # reporter is pickled to Ray Train's controller, and a thread does not travel).
+    outbox_dir: str | None = None
+    _outbox: Outbox | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_outbox": None}
+
+    def journal(self) -> Outbox | None:
+        """The trial's outbox, opened on first use; None for an untracked trial."""
+        if self._outbox is None and self.run is not None and self.outbox_dir is not None:
+            self._outbox = open_trial_outbox(self.run, Path(self.outbox_dir))
+        return self._outbox
 
     def complete(self, metrics: dict[str, Any]) -> dict[str, Any]:
         missing = [key for key in self.terms if key not in metrics]
@@ -78,9 +103,10 @@ class ObjectiveReporter:
         if self.ledger is not None:
             self.append_ledger(completed)
         round_index = int(metrics.get("round", -1))
-        if self.run is not None and round_index > self.last_logged_round:
-            self.run.log_metrics({OBJECTIVE_KEY: value, **numeric}, round_index)
-            self.last_logged_round = round_index
+        outbox = self.journal()
+        # Rounds replayed after a restart are not logged twice (as the loop's RunLogger does).
+        if outbox is not None and round_index > outbox.high_water.get(OBJECTIVE_KEY, -1):
+            outbox.put("metrics", {OBJECTIVE_KEY: value, **numeric}, round_index)
         return completed
 
     def entry(self, completed: dict[str, Any]) -> dict[str, Any]:
@@ -152,14 +178,39 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trial_id = ray.tune.get_context().get_trial_id()
     run = open_trial_run(context, spec, trial_id)
     ledger = Path(context.folder) / LEDGER_FOLDER / f"{trial_id}.jsonl"
+    trial_dir = Path(context.folder) / TRAIN_FOLDER / trial_id
+    save_trial_record(run, trial_dir)
+    single = campaign.spec.trial.mode == "single"
     objective = campaign.spec.objective
     reporter = ObjectiveReporter(trial_id, objective.terms(), objective.mode, dict(config), str(ledger), run,
-                                 run.last_metric_step(OBJECTIVE_KEY))
+                                 str(trial_dir if single else trial_dir / REPORTER_FOLDER))
     loop_config = {"job": job_to_dict(spec), "tracking_uri": run.tracking_uri, "run_id": run.run_id, "fault": None}
-    if campaign.spec.trial.mode == "single":
-        train_worker(loop_config, TuneSession(reporter, use_gpu=campaign.spec.resources.gpus > 0))
+    if single:
+        # The loop closes this shared outbox when it ends (after the last report).
+        logger = RunLogger(run, outbox=reporter.journal())
+        train_worker(loop_config, TuneSession(reporter, use_gpu=campaign.spec.resources.gpus > 0), logger)
     else:
-        fit_ray_train_trial(spec, loop_config, reporter, Path(context.folder) / TRAIN_FOLDER / trial_id)
+        fit_ray_train_trial(spec, {**loop_config, "run_dir": str(trial_dir)}, reporter, trial_dir)
+
+
+def save_trial_record(run: TrackedRun, folder: Path) -> None:
+    """`folder/record.json` naming the trial's run, if the folder has none: where the
+    entries of an outbox in it go, and the trial's run id for the campaign's table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / RECORD_FILE).is_file():
+        FolderRecord("trial", folder.name, run.tracking_uri, run.run_id, "", time.time()).save(folder)
+
+
+def open_trial_outbox(run: TrackedRun, folder: Path) -> Outbox:
+    """An outbox in `folder` for the trial's run, with the folder's record naming that run,
+    so that the campaign's end and `zerosum sync` know where its entries go."""
+    save_trial_record(run, folder)
+    previous = OPEN_OUTBOXES.pop(folder, None)
+    if previous is not None:
+        previous.close(timeout_s=0)
+    fail_fast_requests()
+    OPEN_OUTBOXES[folder] = Outbox(folder, outbox_sender(run, folder))
+    return OPEN_OUTBOXES[folder]
 
 
 def fit_ray_train_trial(spec: JobSpec, loop_config: dict[str, Any], reporter: ObjectiveReporter,
