@@ -260,6 +260,8 @@ def test_a_campaign_trial_whose_node_dies_is_retried_from_its_checkpoint(cluster
     assert [int(r["round"]) for r in progress] == list(range(50, 301, 50))
     assert [int(r["training_iteration"]) for r in progress] == list(range(1, 7))
     assert reported_rounds("runs/lost-*", workdir) == list(range(50, 301, 50))
+    times = [json.loads(line)["time"] for path in folder.glob("reports/*") for line in path.read_text().splitlines()]
+    print(f"trial node loss: longest pause between reports {max(b - a for a, b in zip(times, times[1:])):.1f} s")
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     objective = client.get_metric_history(row["mlflow_run_id"], "objective")
     assert sorted(m.step for m in objective) == list(range(50, 301, 50))
