@@ -323,6 +323,9 @@ class ScalingSpec(StrictModel):
     cpus_per_worker: PositiveFloat = 1.0
     max_failures: int = Field(0, ge=-1, description="worker-group restarts; -1 = unlimited")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast on GPU")
+    compile: bool = Field(False, description="torch.compile every player (forward and backward) after DDP wraps it")
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        "default", description="torch.compile's mode; reduce-overhead uses CUDA graphs on GPU")
 
 
 class TrackingSpec(StrictModel):

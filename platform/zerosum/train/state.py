@@ -91,7 +91,7 @@ def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, session: S
     torch.manual_seed(spec.schedule.seed)
     built = method.build(sample_shape, num_classes)
     ema = make_ema(built["g"]) if spec.model.ema_decay else None
-    players = {name: session.prepare_model(module) for name, module in built.items()}
+    players = {name: compiled(session.prepare_model(module), spec.scaling) for name, module in built.items()}
     if ema is not None:
         ema.to(session.device)
     optimizers = {side: build_optimizer([p for name in names for p in players[name].parameters()],
@@ -102,6 +102,14 @@ def build_worker_state(spec: JobSpec, sample_shape, num_classes: int, session: S
         method, players, optimizers, ema, noise_source_for(spec, num_classes),
         noise_rng=torch.Generator().manual_seed(noise_seed), augment_rng=torch.Generator().manual_seed(augment_seed),
     )
+
+
+def compiled(module: nn.Module, scaling) -> nn.Module:
+    """`module` through torch.compile when `scaling.compile`; compiling the DDP wrapper,
+    not the model inside, lets DDP's bucketed all-reduce overlap the compiled backward."""
+    if not scaling.compile:
+        return module
+    return torch.compile(module, mode=None if scaling.compile_mode == "default" else scaling.compile_mode)
 
 
 def older_checkpoints(checkpoint) -> list:

@@ -30,7 +30,9 @@ Metrics = dict[str, torch.Tensor]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The model inside a DDP wrapper, or the model itself."""
+    """The model inside torch.compile's and DDP's wrappers (compile wraps DDP), or the
+    model itself: what checkpoints hold, so they load into an uncompiled model."""
+    module = getattr(module, "_orig_mod", module)
     return getattr(module, "module", module)
 
 
