@@ -365,6 +365,21 @@ def case_tune_not_a_campaign(tmp_path):
 
 
 @pytest.fixture
+def case_submit_no_such_spec(ring8_job):
+    pass  # ring8.yaml is there; ring8.yml is not
+
+
+@pytest.fixture
+def case_submit_relative_data_root(ring8_job):
+    pass
+
+
+@pytest.fixture
+def case_submit_tracking_server_down(ring8_job):
+    pass  # port 9 (discard) has no listener here; the row's --address is never contacted
+
+
+@pytest.fixture
 def case_run_no_such_spec(ring8_job):
     pass  # ring8.yaml is there; ring8.yml is not
 

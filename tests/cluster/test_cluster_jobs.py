@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,15 +224,81 @@ def test_submit_wait_succeeds_and_the_run_is_in_mlflow(local_cluster, tmp_path):
     assert tail.returncode == 0 and f"mlflow run:   {run_id}" in tail.stdout
 
 
-def test_submit_follow_streams_logs_and_exits_nonzero_when_the_job_fails(local_cluster, tmp_path):
-    """Data paths are checked on the cluster, not here: a missing one fails the job, and --follow says so."""
+@pytest.mark.parametrize("how", ["--follow", "--wait"])
+def test_a_data_path_missing_on_the_cluster_fails_the_job_in_one_line(local_cluster, tmp_path, how):
+    """Data paths are checked on the cluster, not here: a missing one fails the job at once,
+    and --follow (in the logs) and --wait both end with the job's own error line, exit 2."""
     result = zerosum(local_cluster, "submit", str(DIGITS_JOB), *TINY, "--set", "data.name=mnist",
-                     "--set", "data.root=/nonexistent/mnist", "--address", local_cluster.address, "--follow",
+                     "--set", "data.root=/nonexistent/mnist", "--address", local_cluster.address, how,
                      cwd=tmp_path)
     job_id = submitted_id(result)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "data.root '/nonexistent/mnist' is not a directory" in result.stdout  # the cluster's own error
+    assert result.returncode == 2, result.stdout + result.stderr
     assert f"job {job_id}: FAILED" in result.stdout
+    cluster_line = ("error: digits-dcgan.yaml: data: data.root '/nonexistent/mnist' is not a directory; point it "
+                    "at the folder holding the dataset files, or set data.download: true where the internet is reachable")
+    assert result.stderr.splitlines()[-1] == cluster_line  # the cluster's own error, not a bare FAILED
+    assert (cluster_line in result.stdout) == (how == "--follow")  # --follow streamed the logs
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_job_that_can_never_fit_is_refused_before_it_is_sent(local_cluster, tmp_path):
+    """The head has 4 CPUs and no autoscaler: 4 workers of 1 CPU and the driver's 1 never fit."""
+    from zerosum.cluster.head import cluster_resources
+
+    resources = cluster_resources(head(local_cluster).cluster_status())  # the real payload parses
+    assert resources.total == {"CPU": 4.0, "GPU": 0.0} and resources.fixed
+    before = submission_ids(local_cluster)
+    result = zerosum(local_cluster, "submit", str(DIGITS_JOB), *TINY, "--set", "scaling.num_workers=4",
+                     "--address", local_cluster.address, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        f"error: {DIGITS_JOB}: refusing to submit: the Ray cluster at {local_cluster.address} has 4 CPU and 0 GPU "
+        f"in all, and no autoscaler to add nodes; the job needs 5 CPU at once, 4 worker(s) (scaling.num_workers) "
+        f"x 1 CPU (scaling.cpus_per_worker) + 1 for the driver (--num-cpus)")
+    assert submission_ids(local_cluster) == before
+
+
+def read_lines(stream, into: list[str]) -> threading.Thread:
+    """Collect a pipe's lines in a thread (a process that waits must not block the test)."""
+    thread = threading.Thread(target=lambda: into.extend(iter(stream.readline, "")), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_wait_says_when_the_job_waits_for_resources(local_cluster, tmp_path):
+    """A job that fits the cluster's totals while another holds every CPU: its driver cannot
+    start, and --wait says so within a minute, with Ray's pending demand."""
+    client = head(local_cluster).client
+    holder = client.submit_job(entrypoint="sleep 300", entrypoint_num_cpus=4)
+    waiter, out, err, readers = None, [], [], []
+    try:
+        assert wait_for_status(local_cluster, holder, "RUNNING", timeout_s=60) == "RUNNING"
+        waiter = subprocess.Popen([sys.executable, "-m", "zerosum.cli", "submit", str(DIGITS_JOB), *TINY,
+                                   "--address", local_cluster.address, "--wait"], cwd=tmp_path,
+                                  env=local_cluster.client_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        readers = [read_lines(waiter.stdout, out), read_lines(waiter.stderr, err)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(line.startswith("waiting for resources") for line in err):
+            time.sleep(0.5)
+        said = [line for line in err if line.startswith("waiting for resources")]
+        assert said, "".join(out + err)
+        assert "Ray's pending demand for" in said[0] and "{CPU: 1} x 1 (tasks/actors)" in said[0]
+        assert "in use: 4/4 CPU" in said[0]
+        assert "status: PENDING\n" in out
+    finally:
+        # The waiting client is done with (the job keeps its place); stop the waiter, then the holder.
+        if waiter is not None:
+            waiter.kill()
+            waiter.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=10)
+        job_id = next((match.group(1) for match in map(re.compile(r"^submitted (\S+) to ").match, out) if match),
+                      None)
+        for job in (job_id, holder):
+            if job:
+                client.stop_job(job)
+    assert job_id and wait_for_status(local_cluster, job_id, "STOPPED", timeout_s=60) == "STOPPED"
 
 
 def test_the_shipped_packages_are_what_runs_on_the_cluster(local_cluster, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from zerosum.cli.submit import add_address_argument
@@ -47,11 +48,13 @@ def cmd_jobs_status(args: argparse.Namespace) -> int:
 
 def cmd_jobs_logs(args: argparse.Namespace) -> int:
     """All logs so far, or (--follow) a live tail until the job ends."""
-    from zerosum.cluster.head import Head
+    from zerosum.cluster.head import DemandWatch, Head
 
     head = Head(args.address, insecure=args.insecure)
     if args.follow:
-        head.follow(args.job_id, write=lambda chunk: print(chunk, end="", flush=True))
+        # As `zerosum submit --follow`: a job that waits for resources is said so, on stderr.
+        watch = DemandWatch(head.cluster_status, say=lambda line: print(line, file=sys.stderr, flush=True))
+        head.follow(args.job_id, write=lambda chunk: print(chunk, end="", flush=True), on_poll=watch)
         return 0
     with head.errors(args.job_id):
         print(head.client.get_job_logs(args.job_id), end="")

@@ -5,6 +5,12 @@ Built on Ray's `JobSubmissionClient`. The token is sent as `Authorization: Beare
 (Ray adds its header only when the caller has not set one, so the two agree).
 Every failure a user can cause or fix (head down, wrong address, wrong token,
 unknown job) becomes one `ZerosumError` that says what to do.
+
+The cluster's resources and pending demand come from the dashboard's
+`/api/cluster_status` (what `ray status` prints), which the autoscaler monitor on the
+head refreshes every few seconds: `cluster_resources` reads the totals and whether
+an autoscaler can add nodes, `pending_demand` what Ray cannot place yet, and
+`DemandWatch` reports a demand that persists while `--wait`/`--follow` wait.
 """
 
 from __future__ import annotations
@@ -28,6 +34,16 @@ TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "STOPPED")
 # (connect, read) seconds for each HTTP request; uploads of zerosum itself are small.
 REQUEST_TIMEOUT_S = (10.0, 300.0)
 POLL_SECONDS = 2.0
+CLUSTER_STATUS_ENDPOINT = "/api/cluster_status"
+# (connect, read) seconds for a cluster-status read: a few KB, read often while waiting.
+STATUS_TIMEOUT_S = (5.0, 10.0)
+# How often a wait reads the pending demand (the monitor refreshes it about every 5 s),
+# and for how long, by the monitor's clock, a demand must stay before it is reported: a
+# job that starts normally has its requests pending for a moment, not in two snapshots.
+DEMAND_POLL_S = 5.0
+DEMAND_PERSIST_S = 5.0
+# Job statuses in which the job can be waiting for resources (its driver, or its workers).
+WAITING_STATUSES = ("PENDING", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -154,9 +170,24 @@ class Head:
         with self.errors(job_id):
             return str(self.client.get_job_status(job_id).value)
 
+    def cluster_status(self) -> dict | None:
+        """The autoscaler's view of the cluster (totals, usage, pending demand), or None.
+
+        None when the head has none to give (no monitor writes it, e.g. autoscaler v2) or
+        the read fails: callers use it to say more, never to stop what they were doing."""
+        try:
+            response = self.client._do_request("GET", CLUSTER_STATUS_ENDPOINT, timeout=STATUS_TIMEOUT_S)
+            response.raise_for_status()
+            status = response.json()["data"].get("clusterStatus")
+        except Exception:  # noqa: BLE001 - best effort, see above
+            return None
+        return status if isinstance(status, dict) else None
+
     def wait(self, job_id: str, on_change: Callable[[str], None] | None = None,
-             timeout_s: float | None = None) -> str:
-        """Poll until the job is SUCCEEDED, FAILED or STOPPED; returns that status."""
+             timeout_s: float | None = None, on_poll: Callable[[str], None] | None = None) -> str:
+        """Poll until the job is SUCCEEDED, FAILED or STOPPED; returns that status.
+
+        on_poll(status) runs after every poll (a DemandWatch, say)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last = None
         while True:
@@ -166,19 +197,69 @@ class Head:
             last = status
             if status in TERMINAL_STATUSES:
                 return status
+            if on_poll:
+                on_poll(status)
             if deadline is not None and time.monotonic() > deadline:
                 return status
             time.sleep(POLL_SECONDS)
 
-    def follow(self, job_id: str, write: Callable[[str], None]) -> None:
-        """Stream the job's logs to `write` until the job ends (Ray's websocket tail)."""
+    def follow(self, job_id: str, write: Callable[[str], None],
+               on_poll: Callable[[str], None] | None = None) -> None:
+        """Stream the job's logs to `write` until the job ends (Ray's websocket tail).
+
+        on_poll(status), if given, runs every DEMAND_POLL_S beside the tail, with the job's status."""
 
         async def tail() -> None:
             async for chunk in self.client.tail_job_logs(job_id):
                 write(chunk)
 
+        async def poll() -> None:
+            while True:
+                await asyncio.sleep(DEMAND_POLL_S)
+                try:
+                    status = await asyncio.to_thread(self.status, job_id)
+                except ZerosumError:
+                    return  # the tail says whatever went wrong; polling is only extra words
+                on_poll(status)
+
+        async def tail_and_poll() -> None:
+            poller = asyncio.create_task(poll()) if on_poll else None
+            try:
+                await tail()
+            finally:
+                if poller:
+                    poller.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await poller
+
         with self.errors(job_id):
-            asyncio.run(tail())
+            asyncio.run(tail_and_poll())
+
+
+# The first line of Ray's message for a job whose entrypoint exited non-zero; the tail of
+# the job's logs follows it.
+ENTRYPOINT_FAILED_PREFIX = "Job entrypoint command failed"
+# How zerosum's own refusals start (cli/__init__.py): one line naming the field and what is allowed.
+ERROR_PREFIX = "error: "
+
+
+def job_failure_line(message: str | None, logs: str | None = None) -> str | None:
+    """The one line that says why a job failed, from Ray's message (or the job's logs).
+
+    The last `error: ` line that zerosum printed on the cluster (its own one-line
+    refusal), else the last line of the logs (a traceback's exception), else the first
+    line of Ray's message (a runtime env that could not be set up, say)."""
+    text = (message or "").strip()
+    head_line, _, tail = text.partition("\n")
+    if not head_line.startswith(ENTRYPOINT_FAILED_PREFIX):
+        tail = ""
+    lines = [line.strip() for line in (tail or logs or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(ERROR_PREFIX)]
+    if errors:
+        return errors[-1]
+    if lines:
+        return lines[-1]
+    return head_line or None
 
 
 def explain_failure(err: Exception, address: str, token: Token, job_id: str | None = None) -> str:
@@ -225,3 +306,126 @@ def _is_unreachable(err: Exception) -> bool:
     unreachable = (ConnectionError, requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                    requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, *aiohttp_errors)
     return isinstance(err, unreachable) or "Failed to connect to Ray" in str(err)
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@dataclass(frozen=True)
+class ClusterResources:
+    """A cluster's logical CPUs and GPUs now, from its autoscaler status.
+
+    fixed: no autoscaler can add nodes (the head runs Ray's read-only monitor, as on a
+    `ray start` cluster), so the totals are all the cluster will ever have."""
+
+    total: dict[str, float]
+    used: dict[str, float]
+    largest_node: dict[str, float]
+    fixed: bool
+
+
+SCHEDULED_RESOURCES = ("CPU", "GPU")
+
+
+def cluster_resources(status: dict) -> ClusterResources | None:
+    """Totals, usage and the largest node's share of CPU and GPU; None if the status has none.
+
+    `usage` maps a resource to [used, total]. The read-only monitor names every node's
+    type `node_<node id>`; an autoscaler names them after its configured node types."""
+    report = status.get("loadMetricsReport") or {}
+    usage = report.get("usage") or {}
+    if "CPU" not in usage:
+        return None
+
+    def pair(table: dict, name: str) -> tuple[float, float]:
+        used, total = (table.get(name) or (0.0, 0.0))[:2]
+        return float(used), float(total)
+
+    nodes = list((report.get("usageByNode") or {}).values())
+    total = {name: pair(usage, name)[1] for name in SCHEDULED_RESOURCES}
+    largest = {name: max((pair(node, name)[1] for node in nodes), default=total[name])
+               for name in SCHEDULED_RESOURCES}
+    mapping = (status.get("autoscalerReport") or {}).get("nodeTypeMapping") or {}
+    fixed = bool(mapping) and all(kind == f"node_{node_id}" for node_id, kind in mapping.items())
+    return ClusterResources(total=total, used={name: pair(usage, name)[0] for name in SCHEDULED_RESOURCES},
+                            largest_node=largest, fixed=fixed)
+
+
+def format_bundle(bundle: dict) -> str:
+    """{'CPU': 1.0, 'memory': 268435456.0} -> '{CPU: 1, memory: 0.25 GiB}'."""
+    parts = []
+    for name, amount in bundle.items():
+        if name in ("memory", "object_store_memory"):
+            parts.append(f"{name}: {amount / 2**30:.3g} GiB")
+        else:
+            parts.append(f"{name}: {amount:g}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def pending_demand(status: dict) -> list[str]:
+    """What Ray cannot place yet, as `ray status` lists it under "Pending Demands".
+
+    resourceDemand holds tasks and actors ([bundle, count]); pgDemand placement groups
+    ([{bundles: [[bundle, count], ...], strategy}, count]); requestDemand what
+    `ray.autoscaler.sdk.request_resources` asked for."""
+    report = status.get("loadMetricsReport") or {}
+    demand = [f"{format_bundle(bundle)} x {count} (tasks/actors)" for bundle, count in report.get("resourceDemand") or []]
+    for group, count in report.get("pgDemand") or []:
+        bundles = ", ".join(f"{format_bundle(bundle)} x {n}" for bundle, n in group.get("bundles") or [])
+        groups = "placement group" if count == 1 else f"{count} placement groups"
+        demand.append(f"{bundles} ({groups}, {group.get('strategy', '?')})")
+    demand += [f"{format_bundle(bundle)} x {count} (request_resources)" for bundle, count in report.get("requestDemand") or []]
+    return demand
+
+
+def waiting_message(demand: str, resources: ClusterResources | None, seconds: float) -> str:
+    """The line `--wait`/`--follow` print for a demand that has stayed pending."""
+    in_use = ""
+    if resources:
+        shown = [name for name in SCHEDULED_RESOURCES if name == "CPU" or resources.total[name]]
+        in_use = "; in use: " + ", ".join(f"{resources.used[n]:g}/{resources.total[n]:g} {n}" for n in shown)
+    return (f"waiting for resources: Ray's pending demand for {seconds:.0f} s (this job's, or another's): "
+            f"{demand}{in_use}; it is placed when running jobs free resources or an autoscaler adds nodes "
+            f"(`zerosum jobs list` shows the jobs)")
+
+
+class DemandWatch:
+    """Reads the cluster's pending demand while a job is PENDING or RUNNING, and says the
+    `waiting_message` once per demand that stays DEMAND_PERSIST_S by the monitor's clock.
+
+    The demand is the whole cluster's (Ray's summary does not name the job behind a
+    request), so another job's shows too, and the message says so."""
+
+    def __init__(self, read_status: Callable[[], dict | None], say: Callable[[str], None],
+                 poll_s: float = DEMAND_POLL_S, persist_s: float = DEMAND_PERSIST_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.read_status, self.say = read_status, say
+        self.poll_s, self.persist_s, self.clock = poll_s, persist_s, clock
+        self.next_read = clock()
+        self.seen: str | None = None      # the demand in the last status read
+        self.since: float | None = None   # the monitor's time it was first seen
+        self.reported: str | None = None
+
+    def __call__(self, job_status: str) -> None:
+        if job_status not in WAITING_STATUSES or self.clock() < self.next_read:
+            return
+        self.next_read = self.clock() + self.poll_s
+        status = self.read_status()
+        message = self.observe(status) if status else None
+        if message:
+            self.say(message)
+
+    def observe(self, status: dict) -> str | None:
+        """The message to give for this status read, if any (no I/O: tests feed it payloads)."""
+        demand = "; ".join(pending_demand(status))
+        at = float(status.get("time") or 0.0)
+        if not demand:
+            self.seen = self.since = None
+            return None
+        if demand != self.seen:
+            self.seen, self.since = demand, at
+            return None
+        if at - self.since < self.persist_s or demand == self.reported:
+            return None
+        self.reported = demand
+        return waiting_message(demand, cluster_resources(status), at - self.since)
