@@ -20,9 +20,28 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def shared_ray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A ZEROSUM_HOME whose `zerosum up` head (2 CPUs, token auth, 127.0.0.1) the session's
+    runs attach to, instead of each starting and stopping a Ray of its own (about 9 s a
+    run on 2 cores, bench/startup.py). Stopped by its pid at the end of the session."""
+    from zerosum.cluster.local_head import start_head, stop_head
+
+    home = tmp_path_factory.mktemp("zerosum-home")
+    state, _ = start_head(num_cpus=2, folder=home / "head")
+    try:
+        yield home
+    finally:
+        stop_head(home / "head")
+        shutil.rmtree(state.temp_dir, ignore_errors=True)
+
+
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A clean cwd with its own MLflow store and Ray temp dir, like a new user's folder."""
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A clean cwd with its own MLflow store and Ray temp dir, like a new user's folder.
+
+    Its runs attach to the session's shared Ray head, unless the test is marked `own_ray`
+    (it then sees no head, and its runs start their own Ray, as a first run does)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     ray_tmp = Path("/tmp") / f"zsray-{os.getpid()}-{tmp_path.name[-12:]}"
@@ -30,5 +49,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # Ray's socket paths must stay short (107 bytes), so its temp dir sits under /tmp.
     monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # Never a head the developer keeps up with `zerosum up`: the session's, or none.
+    own = request.node.get_closest_marker("own_ray") is not None
+    home = tmp_path / "zerosum-home" if own else request.getfixturevalue("shared_ray_home")
+    monkeypatch.setenv("ZEROSUM_HOME", str(home))
     yield tmp_path
     shutil.rmtree(ray_tmp, ignore_errors=True)

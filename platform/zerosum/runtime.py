@@ -1,7 +1,8 @@
 """The Ray runtime a driver uses: connect or start Ray, and keep its logs out of the way.
 
-`init_ray` connects to `RAY_ADDRESS` when it is set, else starts a local instance
-(token auth stays on, as Ray 2.60 sets it up). By default workers' output is not
+`init_ray` connects to `RAY_ADDRESS` when it is set, else to the local head that
+`zerosum up` keeps running, if there is one, else starts a local instance (token auth
+stays on, as Ray 2.60 sets it up). By default workers' output is not
 streamed to the console (`log_to_driver=False`) and Ray's own loggers write to
 `<folder>/ray.log`; when the run ends, `collect_ray_logs` appends the workers'
 stdout and stderr from a local Ray session to the same file. `zerosum -v` shows
@@ -12,14 +13,16 @@ reaches the console through the run's MLflow tags, in the final summary.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 RAY_LOG = "ray.log"
 RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.data")
 
 
-def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard: bool = False) -> None:
-    """Connect to RAY_ADDRESS if set, else start a local Ray instance.
+def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard: bool = False) -> str | None:
+    """Connect to RAY_ADDRESS if set, else to the `zerosum up` head, else start a local
+    Ray instance. -> a note for the run's summary when it attached to the `zerosum up` head.
 
     log_dir: where `ray.log` goes unless `verbose`.
     with_dashboard: campaigns of Ray Train trials need it: its State API is how Ray Train
@@ -28,17 +31,50 @@ def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard:
     import ray
 
     if ray.is_initialized():
-        return
+        return None
     handler = None if verbose or log_dir is None else ray_log_handler(Path(log_dir) / RAY_LOG)
     if handler is not None:
         # Before init: Ray's token-auth notice is logged while it starts.
         route_ray_loggers(handler)
-    ray.init(include_dashboard=with_dashboard, configure_logging=True,
+    note = attach_to_local_head()
+    # Workers on a head started elsewhere have the head's environment, not this shell's.
+    runtime_env = {"env_vars": forwarded_env()} if os.environ.get("RAY_ADDRESS") else None
+    ray.init(include_dashboard=with_dashboard, configure_logging=True, runtime_env=runtime_env,
              logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
     if handler is not None:
         # ray.init installs its own console handlers; put ours back in their place.
         route_ray_loggers(handler)
         route_cluster_errors()
+    return note
+
+
+# The driver's variables its workers need too: zerosum's own (the cache folder, ...) and
+# MLflow's (the tracking server's credentials and request settings, for rank 0).
+FORWARDED_ENV_PREFIXES = ("ZEROSUM_", "MLFLOW_")
+
+
+def forwarded_env() -> dict[str, str]:
+    """The variables of this process that a run's workers on an existing head must see."""
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+
+
+def attach_to_local_head() -> str | None:
+    """Point this process's Ray client at the `zerosum up` head, unless RAY_ADDRESS says
+    where to go. -> what to tell the user (the run's workers then live in that head), or None."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    from zerosum.cluster.local_head import read_head
+
+    head = read_head()
+    if head is None:
+        return None
+    os.environ.update(head.client_env())
+    # Ray caches RAY_AUTH_MODE in its config when it is imported; refresh it, as Ray itself
+    # does when it turns token auth on (ray._private.authentication, _enable_token_auth).
+    from ray._raylet import Config
+
+    Config.initialize("")
+    return f"ray: ran on the head of `zerosum up` at {head.address} (`zerosum down` stops it)"
 
 
 def ray_log_handler(path: Path) -> logging.Handler:
@@ -91,7 +127,8 @@ def collect_ray_logs(log_dir: Path) -> Path | None:
     from ray._private import worker
 
     node = worker._global_node
-    if node is None or not hasattr(node, "get_logs_dir_path"):
+    # A head this process only attached to (`zerosum up`, a cluster) holds every run's logs.
+    if node is None or not getattr(node, "head", False) or not hasattr(node, "get_logs_dir_path"):
         return None
     logs = Path(node.get_logs_dir_path())
     target = Path(log_dir) / RAY_LOG

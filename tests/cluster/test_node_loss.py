@@ -63,6 +63,8 @@ class RayNodes:
         """A client's environment: this cluster's address and token, nothing of another's."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         return {**env, "RAY_ADDRESS": self.address, "RAY_AUTH_MODE": "token",
+                # A node stops at once on SIGTERM (draining is for Serve replicas).
+                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
                 "RAY_AUTH_TOKEN_PATH": str(self.token_path),
                 "PATH": f"{RAY.parent}{os.pathsep}{env.get('PATH', '')}"}
 

@@ -1,7 +1,9 @@
 """Methods on 2 Ray Train workers end to end: a GAN with packing, R1 and DiffAugment, and an
 InfoGAN, each registered in MLflow and drawn from by `zerosum sample` (InfoGAN by code)."""
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -30,6 +32,11 @@ def test_gan_with_packing_r1_and_diffaugment_on_two_workers(workdir):
                   "--set", "augment.policy=color,translation,cutout", "--set", "tracking.register_as=digits-packed",
                   cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # Like every run of the suite (conftest.workdir), it ran on the session's `zerosum up` head:
+    # the summary says so, and its driver's log is in that head's session, not a Ray of its own.
+    head = json.loads((Path(os.environ["ZEROSUM_HOME"]) / "head" / "head.json").read_text())
+    assert f"note:         ray: ran on the head of `zerosum up` at {head['address']}" in out.stdout
+    assert list((Path(head["temp_dir"]) / "session_latest" / "logs").glob("python-core-driver-*"))
     client, run = finished_run(workdir, "digits-packed")
     assert run.data.params["model.d.pack"] == "2" and run.data.params["augment.policy"] == "color,translation,cutout"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss/d")) == [1, 2, 3, 4]

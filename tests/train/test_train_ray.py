@@ -38,6 +38,8 @@ def steps_of(client: MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
+# Its own Ray: the workers' logs of a session the run started are appended to its ray.log.
+@pytest.mark.own_ray
 def test_driver_killed_mid_run_resumes_at_the_saved_round(workdir):
     args = [sys.executable, "-m", "zerosum.cli", "run", str(JOBS / "digits-dcgan.yaml"), *TINY,
             "--set", "schedule.max_rounds=100", "--set", "checkpoint.every_rounds=10",

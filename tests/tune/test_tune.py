@@ -45,12 +45,16 @@ def ledger(folder: Path) -> dict[str, list[dict]]:
 
 def test_asha_stops_weak_trials_and_mlflow_holds_the_campaign(workdir):
     # Grid order puts two learning G first and two frozen-G trials after them: ASHA's
-    # first rung (round 50) has the good scores to cut the frozen ones.
+    # first rung (round 50) has the better scores to cut the frozen ones. The objective
+    # is -MMD^2, which any learning G improves by round 50; mode counts are not (a
+    # learning G can still have 0 high-quality samples there, and tie with a frozen one).
     spec = write_campaign(workdir, "asha", {
         "search_space": {"optim.g.lr": {"grid": [3e-3, 2e-3, 1e-8, 1e-8]}, "schedule.d_steps": {"choice": [1, 3]}},
         "scheduler": {"name": "asha", "grace_rounds": 50, "reduction_factor": 2},
+        "objective": {"weights": {"eval/mmd2": -1.0}, "mode": "max"},
         "num_samples": 1, "max_concurrent_trials": 2, "tracking": {"register_as": "ring8-champ"}},
-        schedule={**BASE["schedule"], "max_rounds": 100}, optim={"d": {"lr": 1.6e-3}})
+        schedule={**BASE["schedule"], "max_rounds": 100}, optim={"d": {"lr": 1.6e-3}},
+        eval={**BASE["eval"], "metrics": ["modes", "mmd"], "mmd_permutations": 20})
     out = run_cli("tune", str(spec), cwd=workdir)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "champion:" in out.stdout and "models:/ring8-champ@champion" in out.stdout

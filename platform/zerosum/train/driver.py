@@ -106,7 +106,7 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, in
     is an optional context manager factory that shows progress while training runs."""
     spec = prepare_eval_spec(spec)
     run_dir, run = prepare_run(spec, resume, tracking.resolve_tracking_uri())
-    init_ray(log_dir=run_dir, verbose=verbose)
+    ray_note = init_ray(log_dir=run_dir, verbose=verbose)
     loop_config = {"job": job_to_dict(spec), "tracking_uri": run.tracking_uri, "run_id": run.run_id,
                    "run_dir": str(run_dir), "fault": fault_from_env(run_dir)}
     trainer = build_trainer(spec, run_dir, loop_config)
@@ -123,6 +123,7 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, in
             collect_ray_logs(run_dir)
     finished = finish_run(spec, run_dir, run, Path(result.checkpoint.path))
     finished.final_metrics = {k: float(v) for k, v in (result.metrics or {}).items() if k.startswith("eval/")}
+    finished.notes += [ray_note] if ray_note else []
     return finished
 
 

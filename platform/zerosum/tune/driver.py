@@ -168,7 +168,7 @@ def run_campaign(campaign: Campaign, resume: bool = False, verbose: bool = False
     campaign.base = prepare_eval_spec(campaign.base)
     folder, record = prepare_campaign(campaign, resume, tracking.resolve_tracking_uri())
     parent = TrackedRun(record.tracking_uri, record.run_id)
-    init_ray(log_dir=folder, verbose=verbose, with_dashboard=campaign.spec.trial.mode == "ray-train")
+    ray_note = init_ray(log_dir=folder, verbose=verbose, with_dashboard=campaign.spec.trial.mode == "ray-train")
     tuner = build_tuner(campaign, folder, record, resume)
     try:
         results = tuner.fit()
@@ -181,7 +181,9 @@ def run_campaign(campaign: Campaign, resume: bool = False, verbose: bool = False
         parent.end("KILLED")
         raise ZerosumError(f"campaign interrupted with {unfinished} trials unfinished ({folder})\n"
                            f"resume with: zerosum tune SPEC --resume")
-    return finish_campaign(campaign, folder, record, results)
+    finished = finish_campaign(campaign, folder, record, results)
+    finished.notes += [ray_note] if ray_note else []
+    return finished
 
 
 def finish_campaign(campaign: Campaign, folder: Path, record: FolderRecord, results) -> CampaignResult:
