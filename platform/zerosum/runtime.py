@@ -37,8 +37,10 @@ def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard:
         # Before init: Ray's token-auth notice is logged while it starts.
         route_ray_loggers(handler)
     note = attach_to_local_head()
-    # Workers on a head started elsewhere have the head's environment, not this shell's.
-    runtime_env = {"env_vars": forwarded_env()} if os.environ.get("RAY_ADDRESS") else None
+    # The workers of the `zerosum up` head have its environment, not this shell's. (Not for
+    # a RAY_ADDRESS of the user's or Ray's: a submitted job's runtime env is set by
+    # `zerosum submit`, and Ray refuses a driver's that names the same variables.)
+    runtime_env = {"env_vars": forwarded_env()} if note else None
     ray.init(include_dashboard=with_dashboard, configure_logging=True, runtime_env=runtime_env,
              logging_level=logging.INFO if verbose else logging.WARNING, log_to_driver=verbose)
     if handler is not None:
@@ -120,21 +122,28 @@ def route_cluster_errors() -> None:
 
 
 def collect_ray_logs(log_dir: Path) -> Path | None:
-    """Append the workers' stdout/stderr of the local Ray session to `<log_dir>/ray.log`.
-
-    Only for a session this process started (a cluster's logs stay on its nodes, where
-    `ray logs` and the dashboard show them). Returns the file, or None when not local."""
+    """Append this job's workers' stdout/stderr to `<log_dir>/ray.log`, from the Ray
+    session's logs on this machine: a local Ray this process started, or the `zerosum up`
+    head it attached to, which holds every run's logs (hence only this job's files,
+    `worker-<worker id>-<job id>-<pid>.out|err`). A remote cluster's logs stay on its
+    nodes, where `ray logs` and the dashboard show them. -> the file, or None."""
+    import ray
     from ray._private import worker
 
     node = worker._global_node
-    # A head this process only attached to (`zerosum up`, a cluster) holds every run's logs.
-    if node is None or not getattr(node, "head", False) or not hasattr(node, "get_logs_dir_path"):
+    if node is None or not hasattr(node, "get_logs_dir_path"):
         return None
     logs = Path(node.get_logs_dir_path())
+    if not logs.is_dir():
+        return None
+    # A session this process started is all this job's; in a shared one, a worker Ray
+    # started before any job (job id ffffffff) may have served another run.
+    job = "*" if getattr(node, "head", False) else ray.get_runtime_context().get_job_id()
     target = Path(log_dir) / RAY_LOG
     with open(target, "a") as out:
-        for path in sorted(logs.glob("worker-*.out")) + sorted(logs.glob("worker-*.err")):
-            text = path.read_text(errors="replace")
-            if text.strip():
-                out.write(f"\n===== {path.name}\n{text}")
+        for suffix in ("out", "err"):
+            for path in sorted(logs.glob(f"worker-*-{job}-*.{suffix}")):
+                text = path.read_text(errors="replace")
+                if text.strip():
+                    out.write(f"\n===== {path.name}\n{text}")
     return target
