@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from zerosum.cluster.local_head import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A line Ray streams from a worker process to the driver: "(RayTrainWorker pid=123) ..."
@@ -62,10 +63,6 @@ def zerosum_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["zerosum", *args], code, out.getvalue(), err.getvalue())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -27,16 +27,16 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from zerosum_testing import JOBS, RAY_WORKER_LINE, SMALL_RING8_JOB, free_port, zerosum_here
+from zerosum.cluster.local_head import free_port, stop_process_group, wait_for_ray_start
+from zerosum_testing import JOBS, RAY_WORKER_LINE, SMALL_RING8_JOB, zerosum_here
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 RAY = Path(sys.executable).parent / "ray"
 NODE_CPUS = 2
-READY_LINE = "Ray runtime started"
 # Seconds between the loss of a node and the start of its replacement (an autoscaler's delay).
 REPLACEMENT_DELAY_S = 3
-# Seconds every node gets, together, to stop on SIGTERM before its session is SIGKILLed.
+# Seconds each node gets to stop on SIGTERM before its session is SIGKILLed.
 STOP_GRACE_S = 5
 # `ray start` flags whose defaults are fixed ports: each node gets free ones, so that
 # two nodes on one machine (and other Ray instances here) do not collide.
@@ -84,11 +84,7 @@ class RayNodes:
                 [str(RAY), "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp_dir), *role, *ports],
                 env=self.env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while READY_LINE not in log.read_text():
-            if self.nodes[name].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Ray node {name} did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_for_ray_start(self.nodes[name], log, f"Ray node {name}", timeout_s)
 
     def kill_raylet(self, name: str) -> int:
         """SIGKILL node `name`'s raylet, as a lost machine does; -> its pid."""
@@ -97,21 +93,10 @@ class RayNodes:
         return pid
 
     def stop(self) -> None:
-        """Stop every node this object started: SIGTERM lets `ray start --block` tear
-        down its processes; SIGKILL of its session takes whatever is left."""
+        """Stop every node this object started, by pid: SIGTERM lets `ray start --block`
+        tear down its processes; SIGKILL of its session takes whatever is left."""
         for process in reversed(self.nodes.values()):
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for process in reversed(self.nodes.values()):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            stop_process_group(process.pid, grace_s=STOP_GRACE_S)
             process.wait()
 
 

@@ -135,6 +135,16 @@ def start_head(num_cpus: int | None = None, folder: Path | None = None,
         process = subprocess.Popen(ray_start_command(gcs_port, dashboard_port, temp_dir, num_cpus), env=env,
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
+    wait_for_ray_start(process, log, "the Ray head", timeout_s)
+    state = HeadState(process.pid, f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dashboard_port}", str(token),
+                      temp_dir, num_cpus, time.time())
+    atomic_write_text(json.dumps(asdict(state), indent=2), folder / STATE_FILE)
+    return state, True
+
+
+def wait_for_ray_start(process: subprocess.Popen, log: Path, what: str, timeout_s: float) -> None:
+    """Return once the `ray start --block` in `process` says its node is up (in `log`);
+    else stop it and raise ZerosumError with the log's last line."""
     deadline = time.monotonic() + timeout_s
     while READY_LINE not in log.read_text():
         exited = process.poll() is not None
@@ -142,12 +152,8 @@ def start_head(num_cpus: int | None = None, folder: Path | None = None,
             stop_process_group(process.pid)
             tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
             when = "exited before it was up" if exited else f"was not up within {timeout_s:.0f} s"
-            raise ZerosumError(f"the Ray head {when}: {tail[0]} (see {log})")
+            raise ZerosumError(f"{what} {when}: {tail[0]} (see {log})")
         time.sleep(0.25)
-    state = HeadState(process.pid, f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dashboard_port}", str(token),
-                      temp_dir, num_cpus, time.time())
-    atomic_write_text(json.dumps(asdict(state), indent=2), folder / STATE_FILE)
-    return state, True
 
 
 def stop_process_group(pid: int, grace_s: float = STOP_GRACE_S) -> None:
