@@ -6,7 +6,7 @@ stopping rule. They do no I/O and no collectives: the caller merges
 that MMD and KID need, then calls these on one rank.
 
 Keys: ``eval/fid``, ``eval/kid``, ``eval/kid_std``, ``eval/mmd2``,
-``eval/mmd_pvalue``, ``eval/modes``, ``eval/hq_fraction``,
+``eval/mmd_pvalue``, ``eval/modes``, ``eval/hq_fraction``, ``eval/mode_kl``,
 ``eval/classes_covered``, ``eval/class_kl``.
 """
 
@@ -17,6 +17,7 @@ from evals.mmd import DEFAULT_PERMUTATIONS, kid, mmd_permutation_test
 from evals.modes import (
     class_histogram,
     classes_covered,
+    hq_mode_kl,
     kl_to_uniform,
     mixture_centres,
     mixture_mode_coverage,
@@ -69,10 +70,16 @@ def feature_metrics(fake=None, real=None, *, metrics=FEATURE_METRICS, reference:
 
 
 def mixture_metrics(samples, mixture: str, threshold_std: float = 3.0, min_count: int = 1) -> dict[str, float]:
-    """{"eval/modes", "eval/hq_fraction"} for 2-D samples (N, 2) of "ring8" or "grid25"."""
+    """PacGAN's mixture scores of 2-D samples float (N, 2) of a named mixture (evals.modes).
+
+    {"eval/modes": modes with >= min_count HQ samples, "eval/hq_fraction": share of samples
+    within threshold_std stds of their nearest centre, "eval/mode_kl": KL of the HQ
+    samples' mode histogram against uniform (``hq_mode_kl``; nan when no sample is HQ)}.
+    """
     centres, std = mixture_centres(mixture)
     coverage = mixture_mode_coverage(samples, centres, std, threshold_std, min_count)
-    return {"eval/modes": float(coverage["modes_covered"]), "eval/hq_fraction": coverage["hq_fraction"]}
+    return {"eval/modes": float(coverage["modes_covered"]), "eval/hq_fraction": coverage["hq_fraction"],
+            "eval/mode_kl": hq_mode_kl(coverage["hq_counts"])}
 
 
 def class_metrics(probs, min_fraction: float | None = None) -> dict[str, float]:

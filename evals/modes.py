@@ -2,8 +2,11 @@
 
 Known 2-D mixtures (VEEGAN, Srivastava et al. 2017; reused by PacGAN, Lin et al. 2018):
 
-- ``ring8``: 8 Gaussians with centres evenly spaced on a circle of radius 2,
-  std 0.02 (``RING8_STD``);
+- ``ring8``: VEEGAN's ring, 8 Gaussians with centres evenly spaced on a circle of
+  radius 2, std 0.02 (``RING8_STD``);
+- ``ring8-pacgan``: PacGAN's ring, the same 8 angles on a circle of radius 1, std 0.01
+  (``RING8_PACGAN_STD``), as in fjxmlzn/PacGAN
+  ``synthetic_data_experiments/2DRing_GAN&PacGAN/config.py`` (``MEANS``, ``VARIANCES``);
 - ``grid25``: 25 Gaussians with centres on the 5 x 5 grid {-4, -2, 0, 2, 4}^2,
   std 0.05 (``GRID25_STD``).
 
@@ -15,6 +18,15 @@ Definitions used by ``mixture_mode_coverage``:
   nearest centre. The default ``min_count=1`` is the VEEGAN count of modes
   captured; pass a larger value (for example a fraction of N / num_modes) for a
   stricter test that ignores a few stray samples.
+
+``hq_mode_kl`` is PacGAN's KL (fjxmlzn/PacGAN,
+``synthetic_data_experiments/PacGAN/pacgan/extensions.py``, ``MetricLogger``): the HQ
+samples' mode histogram p against uniform, sum p log(p K). MetricLogger logs that
+histogram's entropy H; the KL reported in the paper is log K - H, the same number.
+
+Stacked MNIST (VEEGAN; PacGAN Table 2) has 1000 modes, one per (R, G, B) triple of digits:
+``stacked_digits_histogram`` and ``stacked_mnist_scores`` score the per-channel digits that
+a classifier gives each generated image.
 
 For labelled image data the classifier's probabilities stand in for modes:
 ``class_histogram``, ``classes_covered`` and ``kl_to_uniform``.
@@ -30,18 +42,27 @@ import torch
 __all__ = [
     "matched_accuracy",
     "GRID25_STD",
+    "MIXTURES",
+    "RING8_PACGAN_STD",
     "RING8_STD",
+    "STACKED_CLASSES",
     "class_histogram",
     "classes_covered",
     "grid25_centres",
+    "hq_mode_kl",
     "kl_to_uniform",
     "mixture_centres",
     "mixture_mode_coverage",
     "ring8_centres",
+    "stacked_digits_histogram",
+    "stacked_mnist_scores",
 ]
 
 RING8_STD = 0.02
+RING8_PACGAN_STD = 0.01
 GRID25_STD = 0.05
+# Stacked MNIST: a class per (R, G, B) digit triple, 100 d_R + 10 d_G + d_B.
+STACKED_CLASSES = 1000
 
 
 def _to_numpy(values, name: str) -> np.ndarray:
@@ -67,13 +88,19 @@ def grid25_centres(spacing: float = 2.0) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
+# Each known mixture's (centres, std), by name (zerosum's catalog lists the same names).
+MIXTURES = {
+    "ring8": lambda: (ring8_centres(), RING8_STD),
+    "ring8-pacgan": lambda: (ring8_centres(radius=1.0), RING8_PACGAN_STD),
+    "grid25": lambda: (grid25_centres(), GRID25_STD),
+}
+
+
 def mixture_centres(name: str) -> tuple[np.ndarray, float]:
-    """(centres float64 (K, 2), std) of a named mixture: "ring8" or "grid25"."""
-    if name == "ring8":
-        return ring8_centres(), RING8_STD
-    if name == "grid25":
-        return grid25_centres(), GRID25_STD
-    raise ValueError(f"name must be 'ring8' or 'grid25'; got {name!r}")
+    """(centres float64 (K, 2), std) of a named mixture: "ring8", "ring8-pacgan" or "grid25"."""
+    if name not in MIXTURES:
+        raise ValueError(f"name must be one of {', '.join(MIXTURES)}; got {name!r}")
+    return MIXTURES[name]()
 
 
 def mixture_mode_coverage(samples, centres, std: float, threshold_std: float = 3.0,
@@ -161,6 +188,20 @@ def kl_to_uniform(hist) -> float:
     return float(max((nonzero * np.log(nonzero * hist.shape[0])).sum(), 0.0))
 
 
+def hq_mode_kl(hq_counts) -> float:
+    """PacGAN's KL of the HQ samples' mode histogram against uniform, in nats.
+
+    hq_counts: non-negative (K,) HQ samples per mode (``mixture_mode_coverage``'s
+    ``hq_counts``). Returns sum p log(p K) with p = hq_counts / their sum: 0 when the HQ
+    samples spread evenly, log K when they all sit on one mode. With no HQ sample at all
+    there is no histogram and the KL is undefined: float('nan').
+    """
+    counts = _to_numpy(hq_counts, "hq_counts")
+    if counts.ndim != 1 or counts.shape[0] < 1 or (counts < 0).any():
+        raise ValueError(f"hq_counts must be a non-negative (K,) vector; got {counts!r}")
+    return math.nan if counts.sum() == 0 else kl_to_uniform(counts)
+
+
 def matched_accuracy(categories, classes, num_categories: int, num_classes: int) -> float:
     """Accuracy of unsupervised categories after the best one-to-one matching to classes.
 
@@ -180,3 +221,32 @@ def matched_accuracy(categories, classes, num_categories: int, num_classes: int)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / cats.size)
 
+
+
+def stacked_digits_histogram(channel_digits) -> np.ndarray:
+    """Samples per Stacked MNIST class: int64 (1000,), class 100 d_R + 10 d_G + d_B.
+
+    channel_digits: int (N, 3), each image's (R, G, B) digits in 0..9 (N >= 0).
+    """
+    digits = np.asarray(channel_digits.cpu() if isinstance(channel_digits, torch.Tensor) else channel_digits)
+    if digits.ndim != 2 or digits.shape[1] != 3 or not np.issubdtype(digits.dtype, np.integer):
+        raise ValueError(f"channel_digits must be int (N, 3); got {digits.dtype} {digits.shape}")
+    if digits.size and (digits.min() < 0 or digits.max() > 9):
+        raise ValueError(f"channel_digits must be digits 0..9; got [{digits.min()}, {digits.max()}]")
+    classes = digits.astype(np.int64) @ np.array([100, 10, 1], dtype=np.int64)
+    return np.bincount(classes, minlength=STACKED_CLASSES)
+
+
+def stacked_mnist_scores(channel_digits) -> dict:
+    """VEEGAN's and PacGAN's Stacked MNIST scores of int (N, 3) per-channel digits, N >= 1.
+
+    Returns {"modes": int, classes with at least one sample (of 1000); "kl": float,
+    KL(hist || uniform over 1000) in nats, 0 (all even) to log 1000 (one class);
+    "exp_entropy": float, exp(H(hist)), the effective number of classes, 1 to 1000}.
+    """
+    counts = stacked_digits_histogram(channel_digits)
+    if counts.sum() == 0:
+        raise ValueError("channel_digits must hold at least one image")
+    share = counts[counts > 0] / counts.sum()
+    return {"modes": int((counts > 0).sum()), "kl": kl_to_uniform(counts),
+            "exp_entropy": float(np.exp(-(share * np.log(share)).sum()))}

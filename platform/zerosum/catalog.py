@@ -25,6 +25,8 @@ class DatasetInfo:
     files (an image folder). num_classes: None where it comes from the files.
     on_disk: reads files under data.root. labelled: every sample has a class label.
     mixture: a Gaussian mixture with known modes (mode-coverage metrics apply).
+    channels_of: each channel is an image of this other dataset, classified channel by
+    channel by that dataset's classifier (stacked-mnist: mnist); None for the others.
     """
 
     name: str
@@ -34,6 +36,7 @@ class DatasetInfo:
     on_disk: bool = False
     labelled: bool = True
     mixture: bool = False
+    channels_of: str | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -42,7 +45,11 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("mnist", "images", (1, 28, 28), 10, on_disk=True),
         DatasetInfo("fashion-mnist", "images", (1, 28, 28), 10, on_disk=True),
         DatasetInfo("digits", "images", (1, 8, 8), 10),
+        # VEEGAN's and PacGAN's Stacked MNIST: three MNIST digits as R, G, B; 1000 classes.
+        DatasetInfo("stacked-mnist", "images", (3, 28, 28), 1000, on_disk=True, channels_of="mnist"),
+        # ring8: VEEGAN's ring (radius 2, std 0.02); ring8-pacgan: PacGAN's (radius 1, std 0.01).
         DatasetInfo("ring8", "points", (2,), 8, mixture=True),
+        DatasetInfo("ring8-pacgan", "points", (2,), 8, mixture=True),
         DatasetInfo("grid25", "points", (2,), 25, mixture=True),
         DatasetInfo("folder", "images", None, None, on_disk=True, labelled=False),
     )

@@ -65,7 +65,9 @@ class DataSpec(StrictModel):
     scale: Literal["unit", "symmetric"] = Field("symmetric", description="pixels in [0,1] or [-1,1]")
     image_size: PositiveInt | None = Field(None, description="folder: resize images to this side, px")
     channels: Literal[1, 3] = Field(1, description="folder: 1 (greyscale) or 3 (RGB)")
-    num_samples: PositiveInt = Field(50_000, description="toy mixtures: points in the training set")
+    num_samples: PositiveInt = Field(50_000, description="toy mixtures: points in the training set (and "
+                                                         "the test split); stacked-mnist: training images")
+    seed: int = Field(0, description="stacked-mnist: seeds which digits are stacked (the test split: seed + 1)")
     limit: PositiveInt | None = Field(None, description="use only the first N training examples")
     task: Literal[TASK_NAMES] = Field(
         "generate", description="generate: the images alone; superres, complete: (input, image) pairs "

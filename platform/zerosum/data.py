@@ -113,6 +113,28 @@ def load_idx_dataset(spec: DataSpec, split: str) -> tuple[np.ndarray, np.ndarray
     return images[:, None], labels.astype(np.int64)
 
 
+# Stacked MNIST's test split: as many stacked images as MNIST has test digits.
+STACKED_TEST_SAMPLES = 10_000
+
+
+def load_stacked_mnist(spec: DataSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked MNIST (VEEGAN, Srivastava et al. 2017; PacGAN, Lin et al. 2018) -> uint8 images
+    (N, 3, 28, 28) and int64 labels 100 d_R + 10 d_G + d_B in 0..999 (N,).
+
+    Each image stacks three digits drawn with replacement from the split's MNIST digits as
+    its R, G, B channels, seeded by data.seed (the test split by data.seed + 1). N is
+    data.num_samples for train and STACKED_TEST_SAMPLES for test. PacGAN draws from train and
+    test pooled; here the splits stay apart, so that the test split is held out.
+    """
+    digits, digit_labels = load_idx_dataset(spec.model_copy(update={"name": DATASETS[spec.name].channels_of}), split)
+    count = spec.num_samples if split == "train" else STACKED_TEST_SAMPLES
+    generator = torch.Generator().manual_seed(spec.seed + (0 if split == "train" else 1))
+    chosen = torch.randint(len(digits), (count, 3), generator=generator).numpy()
+    images = digits[chosen.ravel(), 0].reshape(count, 3, *digits.shape[2:])
+    labels = digit_labels[chosen] @ np.array([100, 10, 1], dtype=np.int64)
+    return images, labels
+
+
 def load_digits_dataset(split: str) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits (16 grey levels) -> uint8 (N, 1, 8, 8); split 80/20 by index."""
     from sklearn.datasets import load_digits
@@ -182,7 +204,8 @@ def image_size(path: Path, folder: Path, flag: str) -> tuple[int, int]:
 
 
 def mixture_centres(name: str) -> torch.Tensor:
-    """Mode centres, float32 (K, 2), as evals defines them (ring8: radius 2; grid25: {-4..4}^2)."""
+    """Mode centres, float32 (K, 2), as evals defines them (ring8: radius 2; ring8-pacgan:
+    radius 1; grid25: {-4..4}^2)."""
     return torch.from_numpy(evals_mixture(name)[0]).float()
 
 
@@ -220,9 +243,13 @@ def load_dataset(spec: DataSpec, split: str = "train", seed: int = 0) -> Dataset
         images, labels = load_digits_dataset(split)
     elif spec.name == "folder":
         images, labels = load_image_folder(spec)
+    elif spec.name == "stacked-mnist":
+        images, labels = load_stacked_mnist(spec, split)
     else:
         images, labels = load_idx_dataset(spec, split)
     num_classes = int(labels.max()) + 1 if labels.size and labels.min() >= 0 else 0
+    # The table's count where it has one: a draw of stacked digits need not hold class 999.
+    num_classes = DATASETS[spec.name].num_classes or num_classes
     dataset = _limit(Dataset(to_scale(images, spec.scale), torch.from_numpy(labels), num_classes),
                      spec.limit if split == "train" else None)
     if spec.task == "generate":

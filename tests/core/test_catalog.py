@@ -67,13 +67,45 @@ def test_translator_archs_and_methods_are_the_registries():
 @pytest.mark.parametrize("name", [n for n, info in catalog.DATASETS.items() if n != "folder"])
 def test_the_dataset_table_says_what_loading_finds(name):
     info = catalog.DATASETS[name]
-    root = SHARED_DATA / name if info.on_disk else None
+    # stacked-mnist reads the MNIST files (channels_of).
+    root = SHARED_DATA / (info.channels_of or name) if info.on_disk else None
     spec = DataSpec(name=name, root=root, num_samples=200, limit=200)
     dataset = load_dataset(spec)
     assert dataset.sample_shape == info.sample_shape
     assert dataset.num_classes == info.num_classes
     assert describe_dataset(spec) == (info.sample_shape, info.num_classes)
     assert catalog.kind_of_shape(dataset.sample_shape) == info.kind
+
+
+def test_mixtures_are_evals_mixtures_and_report_every_tuned_key():
+    from evals.metrics import mixture_metrics
+    from evals.modes import MIXTURES
+    from zerosum.tune.schema import METRIC_SOURCES
+
+    assert set(catalog.MIXTURES) == set(MIXTURES)
+    for name in catalog.MIXTURES:
+        centres, _ = MIXTURES[name]()
+        assert len(centres) == catalog.DATASETS[name].num_classes
+        found = mixture_metrics(centres, name)
+        # A campaign may rank trials by any key the metric reports.
+        assert {key for key, source in METRIC_SOURCES.items() if source == "modes"} == set(found)
+
+
+@pytest.mark.parametrize("name", [n for n, info in catalog.DATASETS.items() if info.channels_of])
+def test_a_dataset_of_channels_has_one_classified_dataset_per_channel(name):
+    info = catalog.DATASETS[name]
+    digits = catalog.DATASETS[info.channels_of]
+    channels, *side = info.sample_shape
+    assert digits.sample_shape == (1, *side) and info.num_classes == digits.num_classes ** channels
+
+
+def test_dcgan_builds_both_players_for_every_image_shape():
+    shapes = {info.sample_shape for info in catalog.DATASETS.values() if info.kind == "images" and info.sample_shape}
+    for shape in shapes:
+        generator = build_generator("dcgan", sample_shape=shape, z_dim=8, base_channels=4)
+        discriminator = build_discriminator("dcgan", sample_shape=shape, base_channels=4)
+        fakes = generator(torch.randn(2, 8), None)
+        assert fakes.shape == (2, *shape) and discriminator(fakes, None).shape == (2,)
 
 
 def test_augment_policies_are_diffaugments():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zerosum.config import DataSpec
-from zerosum.data import ShardedBatches, load_dataset, mixture_centres, read_idx
+from zerosum.data import STACKED_TEST_SAMPLES, ShardedBatches, load_dataset, load_idx_dataset, mixture_centres, read_idx
 from zerosum.errors import DataError
 
 
@@ -51,6 +51,48 @@ def test_ring8_geometry():
     data = load_dataset(DataSpec(name="ring8", num_samples=4000), "train")
     offsets = data.samples - centres[data.labels]
     assert abs(offsets.std().item() - 0.02) < 0.002
+
+
+def test_ring8_pacgan_geometry():
+    centres = mixture_centres("ring8-pacgan")
+    # float32 centres, as for ring8: ~2e-7.
+    np.testing.assert_allclose(centres.norm(dim=1), 1.0, rtol=1e-6)
+    data = load_dataset(DataSpec(name="ring8-pacgan", num_samples=4000), "train")
+    offsets = data.samples - centres[data.labels]
+    # 8000 N(0, 0.01^2) coordinates: the sample std's relative standard error is
+    # 1 / sqrt(2 * 8000) = 0.8%, so 4% (5 standard errors) is 0.0004.
+    assert abs(offsets.std().item() - 0.01) < 0.0004
+    assert set(data.labels.tolist()) == set(range(8))
+
+
+def digit_labels_by_image(shared_data, split: str) -> dict[bytes, int]:
+    """MNIST's digits of a split, keyed by their pixels."""
+    images, labels = load_idx_dataset(DataSpec(name="mnist", root=shared_data / "mnist"), split)
+    return {image.tobytes(): int(label) for image, label in zip(images[:, 0], labels)}
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_stacked_mnist_labels_are_its_channels_digits(shared_data, split):
+    spec = DataSpec(name="stacked-mnist", root=shared_data / "mnist", scale="unit", num_samples=300)
+    data = load_dataset(spec, split)
+    assert data.sample_shape == (3, 28, 28) and data.num_classes == 1000
+    assert len(data) == (300 if split == "train" else STACKED_TEST_SAMPLES)
+    lookup = digit_labels_by_image(shared_data, split)
+    # Exact: unit pixels are uint8 / 255 in float32, and round(x * 255) gives the byte back.
+    pixels = data.samples[:300].mul(255).round().to(torch.uint8).numpy()
+    digits = np.array([[lookup[channel.tobytes()] for channel in image] for image in pixels])
+    np.testing.assert_array_equal(data.labels[:300].numpy(), digits @ np.array([100, 10, 1]))
+    # 900 draws with replacement of 10 digits: every digit, in every channel position.
+    assert all(set(digits[:, c]) == set(range(10)) for c in range(3))
+
+
+def test_stacked_mnist_is_seeded_by_data_seed(shared_data):
+    spec = DataSpec(name="stacked-mnist", root=shared_data / "mnist", num_samples=50)
+    first, again = load_dataset(spec, "train", seed=1), load_dataset(spec, "train", seed=2)
+    other = load_dataset(spec.model_copy(update={"seed": 1}), "train")
+    # The draw is the dataset's (data.seed), not the run's: a run's seed does not change it.
+    assert torch.equal(first.samples, again.samples) and torch.equal(first.labels, again.labels)
+    assert not torch.equal(first.labels, other.labels)
 
 
 def test_grid25_centres():

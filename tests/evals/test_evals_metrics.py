@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,8 @@ def test_feature_metrics_validates(kwargs, message):
 
 
 def test_mixture_and_class_metrics():
-    assert mixture_metrics(ring8_centres()[:3], "ring8") == {"eval/modes": 3.0, "eval/hq_fraction": 1.0}
+    # 3 HQ points at 3 of 8 modes: KL of (1/3, 1/3, 1/3, 0, ...) against uniform is log(8/3).
+    found = mixture_metrics(ring8_centres()[:3], "ring8")
+    assert found == {"eval/modes": 3.0, "eval/hq_fraction": 1.0, "eval/mode_kl": pytest.approx(math.log(8 / 3), rel=1e-12)}
     out = class_metrics(np.eye(10)[[1, 1, 2]])
     assert out["eval/classes_covered"] == 2.0 and out["eval/class_kl"] > 0

@@ -4,6 +4,9 @@
 (evals.classifier) on the training split, reports its test accuracy and saves the
 weights under `$ZEROSUM_CACHE/featurizers/` (default ~/.cache/zerosum). `zerosum run`
 trains it the same way, once, when a job asks for classifier features and names none.
+A dataset whose channels are another dataset's images (stacked-mnist: `channels_of`
+mnist) shares that dataset's classifier, which judges it channel by channel
+(evaluation/channels.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from pathlib import Path
 
 from evals.classifier import accuracy, fit_classifier, save_classifier
+from zerosum.catalog import DATASETS
 from zerosum.config import DataSpec, JobSpec
 from zerosum.data import images_only, load_dataset, to_unit_images
 from zerosum.errors import ConfigError
@@ -25,13 +29,22 @@ log = logging.getLogger(__name__)
 EPOCHS = {"mnist": 2, "fashion-mnist": 4, "digits": 40}
 
 
+def classified_as(data: DataSpec) -> DataSpec:
+    """The data whose classifier judges `data`: itself, or for stacked-mnist the MNIST
+    digits of each channel (same root)."""
+    channels_of = DATASETS[data.name].channels_of
+    return data if channels_of is None else data.model_copy(update={"name": channels_of})
+
+
 def featurizer_path(data: DataSpec) -> Path:
-    """Where the cached classifier for this dataset lives."""
-    return cache_dir() / "featurizers" / f"{data.name}.pt"
+    """Where the cached classifier for this dataset lives (stacked-mnist: mnist's)."""
+    return cache_dir() / "featurizers" / f"{classified_as(data).name}.pt"
 
 
 def train_featurizer(data: DataSpec, out: Path, epochs: int | None = None, seed: int = 0) -> float:
-    """Train on the training split, save to `out`, return the test accuracy in [0, 1]."""
+    """Train on the training split, save to `out`, return the test accuracy in [0, 1]
+    (stacked-mnist: the MNIST classifier that judges each channel)."""
+    data = classified_as(data)
     if data.name not in EPOCHS:
         raise ConfigError(f"--dataset: a featurizer needs labelled images ({', '.join(EPOCHS)}), got {data.name}")
     unit = images_only(data).model_copy(update={"scale": "unit", "limit": None})

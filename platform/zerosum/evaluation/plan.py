@@ -17,6 +17,7 @@ from evals.stopping import AnyOf, DivergenceGuard, Patience, StoppingRule, TwoSa
 from zerosum.catalog import MIXTURES, dataset_info
 from zerosum.config import JobSpec, StopSpec
 from zerosum.errors import ConfigError
+from zerosum.evaluation.channels import ChannelClassifierExtractor
 from zerosum.files import cache_dir
 
 # Metrics that need a feature extractor (classes and accuracy need the classifier's probabilities).
@@ -37,7 +38,8 @@ def check_eval_spec(spec: JobSpec) -> None:
     """Combinations that cannot work, as ConfigErrors naming the field."""
     metrics, kind = set(spec.eval.metrics), feature_kind(spec)
     if "modes" in metrics and not dataset_info(spec.data.name).mixture:
-        raise ConfigError(f"eval.metrics: 'modes' needs a known mixture (data.name {' or '.join(MIXTURES)}); "
+        known = f"{', '.join(MIXTURES[:-1])} or {MIXTURES[-1]}"
+        raise ConfigError(f"eval.metrics: 'modes' needs a known mixture (data.name {known}); "
                           "use 'classes' for labelled images")
     for needs_classifier in sorted(metrics & {"classes", "accuracy"}):
         if kind != "classifier":
@@ -64,11 +66,15 @@ def build_divergence_guard(stop: StopSpec) -> DivergenceGuard | None:
 
 
 def build_extractor(spec: JobSpec, sample_shape: tuple[int, ...], device: torch.device):
-    """The evals feature extractor that `feature_kind` names, on `device`; Inception
+    """The evals feature extractor that `feature_kind` names, on `device` (for a dataset of
+    another's channels, stacked-mnist, that dataset's classifier on each channel); Inception
     weights are looked up (or converted) in zerosum's cache folder."""
     kind = feature_kind(spec)
     if kind == "identity":
         return build_feature_extractor("identity", dim=math.prod(sample_shape))
+    if kind == "classifier" and dataset_info(spec.data.name).channels_of is not None:
+        # Stacked MNIST: the MNIST classifier reads each channel; 1000 joint classes.
+        return ChannelClassifierExtractor(spec.eval.featurizer_path, channels=sample_shape[0], device=device)
     if kind == "classifier":
         return build_feature_extractor("classifier", weights_path=spec.eval.featurizer_path, device=device)
     return build_feature_extractor("inception", weights_path=spec.eval.inception_weights, device=device,

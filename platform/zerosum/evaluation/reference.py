@@ -45,10 +45,13 @@ def extract(extractor, samples: torch.Tensor, scale: str, is_image: bool) -> tup
 
 def reference_cache_path(spec: JobSpec, extractor, split: str, count: int) -> Path:
     """`<cache>/real-features/<dataset>-<split>-<extractor>-<tag>-n<count>.npz`; the tag hashes
-    the weights, the data root and data.limit, so that a change of any of them misses."""
+    the weights, the data root, data.limit, data.num_samples and data.seed (the draws of
+    stacked-mnist), so that a change of any of them misses."""
     weights = getattr(extractor, "weights_path", None) or spec.eval.featurizer_path or ""
     data = spec.data
-    tag = hashlib.sha1(f"{weights}:{data.root}:{data.limit}:{data.num_samples}".encode()).hexdigest()[:10]
+    # data.seed 0 hashes as the key did before the field existed: caches made then still hit.
+    key = f"{weights}:{data.root}:{data.limit}:{data.num_samples}" + (f":{data.seed}" if data.seed else "")
+    tag = hashlib.sha1(key.encode()).hexdigest()[:10]
     name = getattr(extractor, "name", "features")
     return cache_dir() / "real-features" / f"{spec.data.name}-{split}-{name}-{tag}-random{REFERENCE_SEED}-n{count}.npz"
 

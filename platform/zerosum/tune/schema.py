@@ -23,7 +23,7 @@ from zerosum.config import _NAME_PATTERN, StrictModel
 CONTINUOUS = ("uniform", "loguniform", "randint")
 # Which `eval.metrics` entry produces which reported key (for objective checks).
 METRIC_SOURCES = {
-    "eval/modes": "modes", "eval/hq_fraction": "modes", "eval/fid": "fid", "eval/kid": "kid",
+    "eval/modes": "modes", "eval/hq_fraction": "modes", "eval/mode_kl": "modes", "eval/fid": "fid", "eval/kid": "kid",
     "eval/kid_std": "kid", "eval/mmd2": "mmd", "eval/mmd_pvalue": "mmd", "eval/classes_covered": "classes",
     "eval/class_kl": "classes", "eval/psnr": "psnr", "eval/ssim": "ssim", "eval/accuracy": "accuracy",
 }
