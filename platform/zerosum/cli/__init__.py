@@ -14,11 +14,11 @@ import sys
 
 from zerosum import __version__
 from zerosum.cli import eval as eval_command
-from zerosum.cli import featurizer, jobs, run, sample, submit, sync, translate, tune, ui, up
+from zerosum.cli import benchmark, featurizer, jobs, run, sample, submit, sync, translate, tune, ui, up
 from zerosum.cli.common import OneLineErrorParser
 from zerosum.errors import ZerosumError
 
-COMMAND_MODULES = (run, sample, translate, eval_command, featurizer, tune, submit, jobs, ui, sync, up)
+COMMAND_MODULES = (run, sample, translate, eval_command, featurizer, tune, benchmark, submit, jobs, ui, sync, up)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -132,10 +132,16 @@ def evaluate(request: EvalRequest) -> dict[str, float]:
     """The requested metrics of the fakes against the reals, keyed `eval/*`."""
     spec = evaluation_spec(request)
     fakes, scale = load_fakes(request, spec)
+    return score_samples(spec, fakes, scale, request.device)
+
+
+def score_samples(spec: JobSpec, fakes: torch.Tensor, scale: str, device: str = "cpu") -> dict[str, float]:
+    """spec.eval's metrics of `fakes` (N, *sample_shape), in `scale`, against spec's held-out
+    reals (the cached real side), keyed `eval/*`. spec: prepared (`prepare_eval_spec`)."""
     if not set(spec.eval.metrics) - {"modes"}:
         return score(spec, Merged(fakes, None, None, None, {}), None, round_index=0)
     sample_shape, _ = describe_dataset(spec.data)
-    extractor = build_extractor(spec, sample_shape, torch.device(request.device))
+    extractor = build_extractor(spec, sample_shape, torch.device(device))
     reference = real_reference(spec, extractor)
     features, probs = extract(extractor, fakes, scale, is_image_data(spec.data.name))
     return score(spec, Merged(fakes, features, FeatureStats.from_features(features), probs, {}), reference,

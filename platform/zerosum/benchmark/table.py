@@ -1,0 +1,214 @@
+"""A suite's table (Markdown and CSV, zerosum's rows beside the published ones), its plot,
+its MLflow runs, and `docs/results.md`, which collects every suite's latest table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+from zerosum.benchmark.protocols import mean_and_error
+from zerosum.benchmark.results import PLOT_FILE, RESULTS_FILE, TABLE_CSV, TABLE_MD, RowResult, SuiteResult, load_result
+from zerosum.benchmark.suite import PROTOCOL_COLUMNS, PublishedRow, Suite
+from zerosum.files import atomic_write_text
+
+# Fractions are printed as percentages, as the papers print them.
+PERCENT_COLUMNS = {"hq_fraction"}
+RESULTS_PAGE_HEAD = """# Benchmark results
+
+zerosum's rows beside the published ones, under each paper's protocol. Written by
+`zerosum benchmark --report` from the latest run of every suite in `benchmarks/`;
+each table says where it was run, by which command, and how long it took. zerosum's
+rows are **bold**; `real data` is the training data through the same protocol (the
+ceiling); published rows are as printed, with their source. Means are over the
+reported seeds, ± one standard error.
+"""
+
+
+def fmt_number(value: float, column: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if column in PERCENT_COLUMNS:
+        return f"{100 * value:.1f}%"
+    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def fmt_cell(mean: float, error: float | None, column: str) -> str:
+    text = fmt_number(mean, column)
+    if error is None or math.isnan(error) or text == "-":
+        return text
+    return f"{text} ± {fmt_number(error, column)}"
+
+
+def row_summary(row: RowResult, columns: list[str]) -> dict[str, tuple[float, float]]:
+    """{column: (mean, standard error)} over the row's seeds."""
+    return {c: mean_and_error([s.metrics[c] for s in row.seeds]) for c in columns}
+
+
+def published_cell(row: PublishedRow, column: str) -> str:
+    value = row.metrics.get(column)
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return fmt_cell(value[0], value[1], column)
+    return fmt_cell(value, None, column)
+
+
+def table_rows(result: SuiteResult, published: list[PublishedRow]) -> list[dict[str, str]]:
+    """One dict per table line: source, row, seeds, then the protocol's columns."""
+    columns = list(PROTOCOL_COLUMNS[result.protocol["kind"]])
+    lines = []
+    for row in result.rows:
+        summary = row_summary(row, columns)
+        name = f"**{row.name}**" if row.kind == "zerosum" else row.name
+        source = "zerosum" if row.kind == "zerosum" else "real data"
+        line = {"source": source, "row": name, "seeds": str(len(row.seeds))}
+        line |= {c: fmt_cell(*summary[c], c) for c in columns}
+        lines.append(line)
+    for row in published:
+        line = {"source": f"{row.paper}, {row.table}", "row": row.method, "seeds": "-"}
+        line |= {c: published_cell(row, c) for c in columns}
+        lines.append(line)
+    return lines
+
+
+def markdown_table(lines: list[dict[str, str]]) -> str:
+    keys = list(lines[0])
+    out = ["| " + " | ".join(keys) + " |", "| " + " | ".join("---" for _ in keys) + " |"]
+    out += ["| " + " | ".join(line[k] for k in keys) + " |" for line in lines]
+    return "\n".join(out) + "\n"
+
+
+def csv_table(result: SuiteResult, published: list[PublishedRow]) -> str:
+    """Machine-readable: one line per (row, seed) with raw numbers, then the published rows."""
+    columns = list(PROTOCOL_COLUMNS[result.protocol["kind"]])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["source", "row", "seed", *columns, "train_s", "score_s", "trial_id", "run_id"])
+    for row in result.rows:
+        for seed in row.seeds:
+            writer.writerow([row.kind, row.name, seed.seed, *(seed.metrics[c] for c in columns),
+                             f"{seed.train_s:.1f}", f"{seed.score_s:.1f}", seed.trial_id or "", seed.run_id or ""])
+    for row in published:
+        values = [row.metrics.get(c) for c in columns]
+        writer.writerow([f"published: {row.paper}, {row.table}", row.method, "",
+                         *(v[0] if isinstance(v, list) else ("" if v is None else v) for v in values), "", "", "", ""])
+    return buffer.getvalue()
+
+
+def provenance_lines(result: SuiteResult) -> list[str]:
+    """Where each zerosum row's settings came from: its job, and its campaign and trial."""
+    lines = []
+    for row in result.rows:
+        if row.kind != "zerosum":
+            continue
+        about = row.provenance
+        text = f"- **{row.name}**: `{Path(about['job']).name}`" + (f" with {', '.join(about['set'])}" if about["set"] else "")
+        if "campaign" in about:
+            params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in about["params"].items())
+            text += (f"; tuned by `{Path(about['campaign']).name}` on seeds {about['tuning_seeds']}: champion "
+                     f"trial {about['champion_trial']} ({params})")
+        fake_s = sum(s.score_s for s in row.seeds) / max(len(row.seeds), 1)
+        train_s = sum(s.train_s for s in row.seeds) / max(len(row.seeds), 1)
+        lines.append(text + f"; {train_s:.0f} s training and {fake_s:.0f} s scoring per seed")
+    return lines
+
+
+def suite_section(result: SuiteResult, published: list[PublishedRow]) -> str:
+    """The suite's Markdown: what, where, how long, the table, where the rows came from."""
+    meta = result.meta
+    when = time.strftime("%Y-%m-%d", time.gmtime(meta["started_at"]))
+    described = [meta["description"], ""] if meta.get("description") else []
+    head = [f"## {result.suite}", "", *described,
+            f"Protocol: {result.protocol['kind']} on `{result.protocol['data']}`, "
+            f"{result.protocol['num_samples']} samples per seed; follows {meta['protocol_source']}.",
+            f"Run {when} at commit `{meta['commit']}` on {meta['machine']}; seeds {meta['seeds']}; "
+            f"wall time {meta['wall_s'] / 60:.1f} min" + (f"; `{meta['command']}`" if meta.get("command") else "") + ".",
+            ""]
+    body = markdown_table(table_rows(result, published))
+    return "\n".join(head) + body + "\n" + "\n".join(provenance_lines(result)) + "\n"
+
+
+def plot_result(result: SuiteResult, published: list[PublishedRow]):
+    """One panel per column: each row's mean ± error, published rows as diamonds."""
+    from zerosum.pictures import pyplot
+
+    plt = pyplot()
+    columns = list(PROTOCOL_COLUMNS[result.protocol["kind"]])
+    figure, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 0.5 * (len(result.rows) + len(published)) + 1.5))
+    for axis, column in zip(axes, columns):
+        names, means, errors = [], [], []
+        for row in result.rows:
+            mean, error = row_summary(row, [column])[column]
+            names.append(row.name)
+            means.append(mean)
+            errors.append(0.0 if math.isnan(error) else error)
+        axis.barh(names, means, xerr=errors, color=["grey" if r.kind == "real" else "tab:blue" for r in result.rows])
+        shown = [(p.method, p.metrics[column]) for p in published if column in p.metrics]
+        for method, value in shown:
+            axis.plot(value[0] if isinstance(value, list) else value, method, "D", color="tab:orange")
+        axis.set_title(column)
+        axis.invert_yaxis()
+    figure.tight_layout()
+    return figure
+
+
+def write_outputs(suite: Suite, result: SuiteResult, out: Path) -> None:
+    """table.md, table.csv and plot.png in the suite folder; then the MLflow benchmark run."""
+    atomic_write_text(suite_section(result, suite.published), out / TABLE_MD)
+    atomic_write_text(csv_table(result, suite.published), out / TABLE_CSV)
+    figure = plot_result(result, suite.published)
+    figure.savefig(out / PLOT_FILE, dpi=100)
+    log_benchmark(suite, result, out, figure)
+
+
+def log_benchmark(suite: Suite, result: SuiteResult, out: Path, figure) -> None:
+    """A parent run `benchmark-<suite>` with the table, CSV, plot and suite file, and one
+    nested run per (row, seed) with the protocol's columns and where the row came from."""
+    from zerosum import tracking
+    from zerosum.tracking import TrackedRun
+
+    uri = tracking.resolve_tracking_uri()
+    experiment = f"benchmark-{suite.name}"
+    tags = {"zerosum.kind": "benchmark", "zerosum.benchmark": suite.name, "zerosum.benchmark_dir": str(out)}
+    params = {"protocol." + k: v for k, v in result.protocol.items()} | {"seeds": result.meta["seeds"],
+                                                                         "commit": result.meta["commit"]}
+    parent = TrackedRun.start(uri, experiment, out.name, params, (out / "suite.yaml").read_text(), tags=tags)
+    for row in result.rows:
+        for seed in row.seeds:
+            about = {"row": row.name, "kind": row.kind, "seed": seed.seed, "trial_id": seed.trial_id,
+                     "train_run_id": seed.run_id, "checkpoint": seed.checkpoint}
+            about |= {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.provenance.items()}
+            child = TrackedRun.start(uri, experiment, f"{row.name} seed {seed.seed}", about, "",
+                                     tags={**tags, "zerosum.row": row.name}, parent=parent)
+            child.log_metrics(seed.metrics | {"train_s": seed.train_s, "score_s": seed.score_s}, step=0)
+            child.end()
+    for name in (TABLE_MD, TABLE_CSV, RESULTS_FILE):
+        parent.log_artifact(out / name)
+    parent.log_figure(figure, PLOT_FILE)
+    parent.end()
+    result.meta["mlflow_run"] = parent.run_id
+
+
+def latest_results(out_root: Path) -> list[SuiteResult]:
+    """The newest finished result of every suite under out_root, by suite name."""
+    newest: dict[str, SuiteResult] = {}
+    for path in sorted(out_root.glob(f"*/{RESULTS_FILE}")):
+        result = load_result(path.parent)
+        known = newest.get(result.suite)
+        if known is None or result.meta["started_at"] > known.meta["started_at"]:
+            newest[result.suite] = result
+    return [newest[name] for name in sorted(newest)]
+
+
+def results_page(out_root: Path, suites_folder: Path) -> str:
+    """docs/results.md: every suite's latest table, with the published rows of its suite file."""
+    from zerosum.benchmark.suite import PUBLISHED_FILE, load_published
+
+    published_path = suites_folder / PUBLISHED_FILE
+    published = load_published(published_path) if published_path.is_file() else []
+    sections = [suite_section(r, [p for p in published if p.suite == r.suite]) for r in latest_results(out_root)]
+    return RESULTS_PAGE_HEAD + "\n" + "\n".join(sections)
