@@ -29,11 +29,11 @@ NUM_SAMPLES = 500
 HQ_2D = 1 - math.exp(-4.5)
 
 
-def write_suite(workdir, tune_seeds=(0, 1)):
+def write_suite(workdir):
+    """tiny.yaml, its job and its tuning campaign (a suite tuned on a reported seed is refused
+    before anything trains: docs/errors.md, benchmark-tuned-on-a-reported-seed)."""
     (workdir / "job.yaml").write_text(yaml.safe_dump(JOB))
-    tune = json.loads(json.dumps(TUNE))
-    tune["campaign"]["search_space"]["schedule.seed"] = {"choice": list(tune_seeds)}
-    (workdir / "tune.yaml").write_text(yaml.safe_dump(tune))
+    (workdir / "tune.yaml").write_text(yaml.safe_dump(TUNE))
     suite = {"suite": {"description": "a tiny ring",
                        "protocol": {"kind": "mixture", "data": "ring8-pacgan", "num_samples": NUM_SAMPLES,
                                     "source": "fjxmlzn/PacGAN pacgan/extensions.py"},
@@ -41,16 +41,6 @@ def write_suite(workdir, tune_seeds=(0, 1)):
                        "rows": [{"name": "gan (tuned)", "job": "job.yaml", "tune": "tune.yaml"}]}}
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(suite))
     return workdir / "tiny.yaml"
-
-
-def test_tuning_on_a_reported_seed_is_refused_before_training(workdir):
-    write_suite(workdir, tune_seeds=(0, 11))
-    out = run_cli("benchmark", "tiny.yaml", cwd=workdir)
-    assert out.returncode == 2, out.stderr[-2000:]
-    (line,) = out.stderr.strip().splitlines()
-    assert "suite.rows.0.tune: tune.yaml tunes on seeds [11], which the table reports" in line
-    # Refused before anything trained: no suite folder at all.
-    assert not list(workdir.glob("runs/benchmarks/*"))
 
 
 def test_a_tiny_suite_end_to_end(workdir):

@@ -364,6 +364,28 @@ def case_tune_not_a_campaign(tmp_path):
     write_yaml(tmp_path / "base.yaml", RING8_JOB)
 
 
+def write_suite(folder: Path, name: str, data: str, row: dict) -> None:
+    """A benchmark suite of one row, measured on `data` (as tests/benchmark writes them)."""
+    protocol = {"kind": "mixture", "data": data, "num_samples": 100, "source": "fjxmlzn/PacGAN"}
+    write_yaml(folder / name, {"suite": {"protocol": protocol, "seeds": [10, 11], "rows": [row]}})
+
+
+@pytest.fixture
+def case_benchmark_no_such_suite(tmp_path):
+    pass  # nothing is written: ring9.yaml is not there
+
+
+@pytest.fixture
+def case_benchmark_row_on_other_data(ring8_job, tmp_path):
+    write_suite(tmp_path, "grid.yaml", "grid25", {"name": "gan", "job": "ring8.yaml"})
+
+
+@pytest.fixture
+def case_benchmark_tuned_on_a_reported_seed(tmp_path):
+    write_campaign(tmp_path, "tune.yaml", search_space={"schedule.seed": {"choice": [0, 10]}})
+    write_suite(tmp_path, "seeds.yaml", "ring8", {"name": "gan (tuned)", "job": "base.yaml", "tune": "tune.yaml"})
+
+
 @pytest.fixture
 def case_submit_no_such_spec(ring8_job):
     pass  # ring8.yaml is there; ring8.yml is not

@@ -82,6 +82,22 @@ def protocol_scores(protocol: ProtocolSpec, spec: JobSpec, samples: torch.Tensor
     return class_scores(samples, spec, protocol)
 
 
+def protocol_notes(protocol: ProtocolSpec, spec: JobSpec) -> list[str]:
+    """What the table's reader needs to trust a classifier-based column: the domain
+    classifier's own test accuracy (Stacked MNIST reads 3 digits: about accuracy^3 right)."""
+    if protocol.kind == "mixture":
+        return []
+    from evals.classifier import load_classifier
+
+    prepared = eval_spec(spec, ["classes"] if protocol.kind != "fid" else ["fid"], "classifier", protocol.num_samples)
+    _, meta = load_classifier(prepared.eval.featurizer_path)
+    accuracy = float(meta["test_accuracy"])
+    if protocol.kind == "stacked-mnist":
+        return [f"each channel read by the {meta['dataset']} classifier, test accuracy {accuracy:.2%} "
+                f"(all three digits right: about {accuracy ** 3:.2%})"]
+    return [f"classes and classifier features from the {meta['dataset']} classifier, test accuracy {accuracy:.2%}"]
+
+
 def real_samples(protocol: ProtocolSpec, spec: JobSpec, seed: int) -> torch.Tensor:
     """num_samples training reals (N, *sample_shape) in spec.data's scale, a random subset
     seeded by `seed`: the ceiling row. The FID reference is the test split, so real-vs-real

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import yaml
 
-from zerosum.benchmark.protocols import protocol_scores, real_samples
+from zerosum.benchmark.protocols import protocol_notes, protocol_scores, real_samples
 from zerosum.benchmark.results import RESULTS_FILE, RowResult, SeedResult, SuiteResult
 from zerosum.benchmark.suite import PROTOCOL_OBJECTIVES, RowSpec, Suite
 from zerosum.config import JobSpec, apply_overrides, load_job, read_yaml, validate_job
@@ -316,13 +316,14 @@ def run_suite(suite: Suite, job_sets: list[str], out_root: Path, seed_count: int
     rows: list[RowResult] = []
     for index, row in enumerate(suite.spec.rows):
         rows.append(train_row(suite, row, index, job_sets, out, seeds, verbose))
+    first = load_job(out / "rows" / slug(suite.spec.rows[0].name) / "job.yaml")
     if suite.spec.real_row:
-        first = load_job(out / "rows" / slug(suite.spec.rows[0].name) / "job.yaml")
         rows.insert(0, real_row(suite, first, seeds))
     meta = {"commit": git_commit(Path(__file__).parent), "machine": machine(), "host": socket.gethostname(),
             "command": " ".join(["zerosum", *sys.argv[1:]]) if sys.argv and "zerosum" in sys.argv[0] else "",
             "seeds": seeds, "started_at": started, "wall_s": time.time() - started,
-            "description": suite.spec.description, "protocol_source": suite.spec.protocol.source}
+            "description": suite.spec.description, "protocol_source": suite.spec.protocol.source,
+            "notes": protocol_notes(suite.spec.protocol, first)}
     result = SuiteResult(suite.name, str(out), suite.spec.protocol.model_dump(mode="json"), rows, meta)
     atomic_write_text(json.dumps(asdict(result), indent=2), out / RESULTS_FILE)
     write_outputs(suite, result, out)

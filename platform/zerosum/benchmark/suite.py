@@ -86,7 +86,7 @@ class SuiteSpec(StrictModel):
     @classmethod
     def _distinct(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct; got {seeds}")
+            raise ValueError("seeds must be distinct")
         return seeds
 
     @model_validator(mode="after")

@@ -127,6 +127,7 @@ def suite_section(result: SuiteResult, published: list[PublishedRow]) -> str:
             f"{result.protocol['num_samples']} samples per seed; follows {meta['protocol_source']}.",
             f"Run {when} at commit `{meta['commit']}` on {meta['machine']}; seeds {meta['seeds']}; "
             f"wall time {meta['wall_s'] / 60:.1f} min" + (f"; `{meta['command']}`" if meta.get("command") else "") + ".",
+            *(f"Note: {note}." for note in meta.get("notes", [])),
             ""]
     body = markdown_table(table_rows(result, published))
     return "\n".join(head) + body + "\n" + "\n".join(provenance_lines(result)) + "\n"
