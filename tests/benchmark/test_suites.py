@@ -60,6 +60,9 @@ def test_table_marks_zerosum_rows_and_puts_published_rows_beside_them():
     assert lines[0]["row"] == "**gan**" and lines[0]["modes"] == "7.5 ± 0.5" and lines[0]["hq_fraction"] == "85.0% ± 5.0%"
     assert [line["row"] for line in lines[1:]] == ["PacGAN2", "PacGAN3"]
     assert lines[1]["modes"] == "7.9 ± 0.1" and lines[1]["kl"] == "0.07"
+    # A KL undefined on one seed (no high-quality sample) leaves the others' mean, and says so.
+    seeds[1].metrics["kl"] = math.nan
+    assert table_rows(result, [])[0]["kl"] == "0.01 (1 of 2 seeds)"
     text = markdown_table(lines)
     assert text.count("\n") == 2 + len(lines) and "| Lin et al. 2018, PacGAN, Table 1 | PacGAN2 |" in text
 

@@ -43,9 +43,26 @@ def fmt_cell(mean: float, error: float | None, column: str) -> str:
     return f"{text} ± {fmt_number(error, column)}"
 
 
+def defined(values: list[float]) -> list[float]:
+    """The values that are numbers: PacGAN's KL is undefined (nan) on a seed with no HQ sample."""
+    return [v for v in values if not math.isnan(v)]
+
+
 def row_summary(row: RowResult, columns: list[str]) -> dict[str, tuple[float, float]]:
-    """{column: (mean, standard error)} over the row's seeds."""
-    return {c: mean_and_error([s.metrics[c] for s in row.seeds]) for c in columns}
+    """{column: (mean, standard error)} over the row's seeds where the column is defined
+    (nan, nan where it is defined on none)."""
+    summary = {}
+    for column in columns:
+        values = defined([s.metrics[column] for s in row.seeds])
+        summary[column] = mean_and_error(values) if values else (math.nan, math.nan)
+    return summary
+
+
+def summary_cell(row: RowResult, column: str, mean: float, error: float) -> str:
+    """mean ± error, with `(k of n seeds)` where the column is undefined on some seeds."""
+    count = len(defined([s.metrics[column] for s in row.seeds]))
+    cell = fmt_cell(mean, error, column)
+    return cell if count == len(row.seeds) or count == 0 else f"{cell} ({count} of {len(row.seeds)} seeds)"
 
 
 def published_cell(row: PublishedRow, column: str) -> str:
@@ -66,7 +83,7 @@ def table_rows(result: SuiteResult, published: list[PublishedRow]) -> list[dict[
         name = f"**{row.name}**" if row.kind == "zerosum" else row.name
         source = "zerosum" if row.kind == "zerosum" else "real data"
         line = {"source": source, "row": name, "seeds": str(len(row.seeds))}
-        line |= {c: fmt_cell(*summary[c], c) for c in columns}
+        line |= {c: summary_cell(row, c, *summary[c]) for c in columns}
         lines.append(line)
     for row in published:
         line = {"source": f"{row.paper}, {row.table}", "row": row.method, "seeds": "-"}
