@@ -100,3 +100,21 @@ def test_bad_suites_are_one_line_naming_the_field(tmp_path):
         load_suite(path)
     with pytest.raises(ConfigError, match="no such suite file"):
         load_suite(tmp_path / "nope.yaml")
+
+
+def test_a_finished_tuning_campaign_of_the_same_file_is_reused(tmp_path):
+    from zerosum.benchmark.runner import finished_tuning
+    from zerosum.records import FolderRecord
+
+    def campaign_folder(name: str, text: str, finished_at: float | None) -> None:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "campaign.yaml").write_text(text)
+        FolderRecord("campaign", "tune", "sqlite://", "run", "exp", 1.0, finished_at).save(folder)
+
+    campaign_folder("tune-20261201-000000", "same", 5.0)
+    campaign_folder("tune-20261202-000000", "same", 9.0)
+    campaign_folder("tune-20261203-000000", "same", None)  # interrupted: never reused
+    campaign_folder("tune-20261204-000000", "edited", 12.0)  # another search: never reused
+    assert finished_tuning(tmp_path, "tune", "same") == tmp_path / "tune-20261202-000000"
+    assert finished_tuning(tmp_path, "tune", "new") is None

@@ -4,8 +4,8 @@ For each row:
 
 1. A row with `tune:` first gets its settings from a zerosum campaign (`zerosum tune` on the
    campaign file). Its trials must use seeds the table does not report. A finished campaign
-   of the same resolved file under `<out>/tuning/` is reused, so that a table can be rebuilt
-   without tuning again. The row trains the champion's settings (its seed dropped).
+   of the same resolved file under `<out>/tuning/` (`--out`, beside the suite folders) is
+   reused, so that a table can be rebuilt without tuning again. The row trains the champion's settings (its seed dropped).
 2. The row's job is trained once per reported seed, as a Ray Tune campaign over
    `schedule.seed` (a grid): Ray runs the seeds side by side, each trial is a nested MLflow
    run of the row's campaign run, and its checkpoints stay on disk.
@@ -90,7 +90,8 @@ def tuned_job(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: 
     from zerosum.tune.driver import campaign_yaml, run_campaign
 
     path = suite.path(row.tune)
-    storage = out / TUNING_FOLDER
+    # Beside the suite folders, not in one: a later run of the suite (more seeds, say) reuses it.
+    storage = out.parent / TUNING_FOLDER
     campaign = load_campaign(path, [*job_sets, f"campaign.tracking.storage_path={storage}"])
     folder = finished_tuning(storage, campaign.name, campaign_yaml(campaign))
     if folder is None:
