@@ -39,7 +39,7 @@ from zerosum.benchmark.suite import PROTOCOL_OBJECTIVES, RowSpec, Suite
 from zerosum.config import JobSpec, apply_overrides, load_job, read_yaml, validate_job
 from zerosum.errors import ConfigError
 from zerosum.files import atomic_write_text
-from zerosum.records import new_folder
+from zerosum.records import FolderRecord, new_folder
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,6 @@ def campaign_seeds(campaign) -> set[int]:
 
 def finished_tuning(root: Path, name: str, text: str) -> Path | None:
     """The newest finished campaign folder of `name` under root whose campaign.yaml is `text`."""
-    from zerosum.records import FolderRecord
-
     found = []
     for folder in root.glob(f"{name}-*"):
         try:
@@ -104,7 +102,9 @@ def tuned_job(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: 
         raise ConfigError(f"{path}: campaign {folder} has no checkpoint to take a champion from")
     params = {k: v for k, v in champion.params.items() if k != SEED_PATH}
     job = campaign.trial_spec(params).model_dump(mode="json")
+    record = FolderRecord.load(folder)
     provenance = {"campaign": str(path), "campaign_folder": str(folder), "champion_trial": champion.trial_id,
+                  "tuning_wall_s": record.finished_at - record.started_at,
                   "champion_round": champion.round, "champion_objective": champion.objective, "params": params,
                   "tuning_seeds": sorted(campaign_seeds(campaign))}
     return job, provenance
@@ -206,7 +206,6 @@ def final_checkpoints(folder: Path) -> dict[str, Path]:
 def training_seconds(folder: Path, trial) -> float:
     """A trial's training time: from its start (its record in `<campaign>/train/<trial>/`)
     to its last report; what the campaign adds around it is not counted."""
-    from zerosum.records import FolderRecord
     from zerosum.tune.schema import TRAIN_FOLDER
 
     try:
@@ -309,7 +308,7 @@ def run_suite(suite: Suite, job_sets: list[str], out_root: Path, seed_count: int
     """Train and score every row on every seed; write the table and log the benchmark run."""
     from zerosum.benchmark.table import write_outputs
 
-    started = time.time()
+    started, commit = time.time(), git_commit(Path(__file__).parent)  # the code that runs, not the code at the end
     seeds = suite.spec.seeds[:seed_count] if seed_count else list(suite.spec.seeds)
     check_rows(suite, job_sets, seeds)
     out = new_folder(out_root.resolve(), suite.name)
@@ -320,7 +319,7 @@ def run_suite(suite: Suite, job_sets: list[str], out_root: Path, seed_count: int
     first = load_job(out / "rows" / slug(suite.spec.rows[0].name) / "job.yaml")
     if suite.spec.real_row:
         rows.insert(0, real_row(suite, first, seeds))
-    meta = {"commit": git_commit(Path(__file__).parent), "machine": machine(), "host": socket.gethostname(),
+    meta = {"commit": commit, "machine": machine(), "host": socket.gethostname(),
             "command": " ".join(["zerosum", *sys.argv[1:]]) if sys.argv and "zerosum" in sys.argv[0] else "",
             "seeds": seeds, "started_at": started, "wall_s": time.time() - started,
             "description": suite.spec.description, "protocol_source": suite.spec.protocol.source,

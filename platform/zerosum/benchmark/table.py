@@ -28,19 +28,23 @@ reported seeds, ± one standard error.
 """
 
 
-def fmt_number(value: float, column: str) -> str:
+def fmt_number(value: float, column: str, digits: int = 3) -> str:
+    """`digits` significant digits (percent columns: one decimal of a percent, or more for
+    a value below 1%); '-' for an undefined value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if column in PERCENT_COLUMNS:
-        return f"{100 * value:.1f}%"
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+        percent = 100 * value
+        return f"{percent:.1f}%" if abs(percent) >= 1 or percent == 0 else f"{percent:.{digits}g}%"
+    return f"{value:.{digits}g}" if abs(value) < 100 else f"{value:.0f}"
 
 
 def fmt_cell(mean: float, error: float | None, column: str) -> str:
+    """mean ± error, the error to 2 significant digits."""
     text = fmt_number(mean, column)
     if error is None or math.isnan(error) or text == "-":
         return text
-    return f"{text} ± {fmt_number(error, column)}"
+    return f"{text} ± {fmt_number(error, column, digits=2)}"
 
 
 def defined(values: list[float]) -> list[float]:
@@ -126,8 +130,9 @@ def provenance_lines(result: SuiteResult) -> list[str]:
         text = f"- **{row.name}**: `{Path(about['job']).name}`" + (f" with {', '.join(about['set'])}" if about["set"] else "")
         if "campaign" in about:
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in about["params"].items())
-            text += (f"; tuned by `{Path(about['campaign']).name}` on seeds {about['tuning_seeds']}: champion "
-                     f"trial {about['champion_trial']} ({params})")
+            text += (f"; tuned by `{Path(about['campaign']).name}` on seeds {about['tuning_seeds']}"
+                     + (f" ({about['tuning_wall_s'] / 60:.1f} min)" if "tuning_wall_s" in about else "")
+                     + f": champion trial {about['champion_trial']} ({params})")
         fake_s = sum(s.score_s for s in row.seeds) / max(len(row.seeds), 1)
         train_s = sum(s.train_s for s in row.seeds) / max(len(row.seeds), 1)
         lines.append(text + f"; {train_s:.0f} s training and {fake_s:.0f} s scoring per seed")
@@ -147,7 +152,7 @@ def suite_section(result: SuiteResult, published: list[PublishedRow]) -> str:
             *(f"Note: {note}." for note in meta.get("notes", [])),
             ""]
     body = markdown_table(table_rows(result, published))
-    return "\n".join(head) + body + "\n" + "\n".join(provenance_lines(result)) + "\n"
+    return "\n".join(head) + "\n" + body + "\n" + "\n".join(provenance_lines(result)) + "\n"
 
 
 def plot_result(result: SuiteResult, published: list[PublishedRow]):
