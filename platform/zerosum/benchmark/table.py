@@ -227,11 +227,28 @@ def latest_results(out_root: Path) -> list[SuiteResult]:
     return [newest[name] for name in sorted(newest)]
 
 
+def is_suite_file(path: Path) -> bool:
+    """A YAML file with a top-level `suite:` mapping (not a job, campaign or published.yaml)."""
+    from zerosum.config import read_yaml
+    from zerosum.errors import ConfigError
+
+    try:
+        return isinstance(read_yaml(path).get("suite"), dict)
+    except ConfigError:
+        return False
+
+
 def results_page(out_root: Path, suites_folder: Path) -> str:
     """docs/results.md: every suite's latest table, with the published rows of its suite file."""
     from zerosum.benchmark.suite import PUBLISHED_FILE, load_published
 
     published_path = suites_folder / PUBLISHED_FILE
     published = load_published(published_path) if published_path.is_file() else []
-    sections = [suite_section(r, [p for p in published if p.suite == r.suite]) for r in latest_results(out_root)]
+    results = latest_results(out_root)
+    sections = [suite_section(r, [p for p in published if p.suite == r.suite]) for r in results]
+    done = {r.suite for r in results}
+    missing = sorted(p.stem for p in suites_folder.glob("*.yaml") if p.stem not in done and is_suite_file(p))
+    if missing:
+        sections.append("## Not run here yet\n\n" + "\n".join(f"- `{suites_folder.name}/{name}.yaml`" for name in missing)
+                        + "\n")
     return RESULTS_PAGE_HEAD + "\n" + "\n".join(sections)
