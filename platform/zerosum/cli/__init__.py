@@ -13,8 +13,8 @@ import os
 import sys
 
 from zerosum import __version__
-from zerosum.cli import eval as eval_command
 from zerosum.cli import benchmark, featurizer, jobs, run, sample, submit, sync, translate, tune, ui, up
+from zerosum.cli import eval as eval_command
 from zerosum.cli.common import OneLineErrorParser
 from zerosum.errors import ZerosumError
 
