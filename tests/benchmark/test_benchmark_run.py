@@ -72,7 +72,7 @@ def test_a_tiny_suite_end_to_end(workdir):
 
     table = (folder / "table.md").read_text()
     assert "| real data | real data | 2 |" in table and "| zerosum | **gan (tuned)** | 2 |" in table
-    assert "tuned by `tune.yaml` on seeds [0, 1]: champion trial" in table
+    assert "tuned by `tune.yaml` on seeds [0, 1] (" in table and " min): champion trial " in table
     lines = list(csv.DictReader((folder / "table.csv").open()))
     assert [(line["row"], int(line["seed"])) for line in lines] == [(n, s) for n in rows for s in SEEDS]
     assert (folder / "plot.png").stat().st_size > 1000
