@@ -79,7 +79,7 @@ def finished_tuning(root: Path, name: str, text: str) -> Path | None:
     return max(found)[1] if found else None
 
 
-def tuned_job(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: Path, seeds: list[int],
+def tuned_job(suite: Suite, row: RowSpec, job_sets: list[str], out: Path,
               verbose: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the tuned job as a raw mapping, provenance): the champion's settings of the row's
     campaign applied to its base job, its seed dropped."""
@@ -113,13 +113,13 @@ def tuned_job(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: 
 # --------------------------------------------------------------------------- training the seeds
 
 
-def row_job(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: Path, seeds: list[int],
+def row_job(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: Path,
             verbose: bool) -> tuple[Path, dict[str, Any]]:
     """The job file the row's seeds train (written into the suite folder) and its provenance.
     The row's `set`, then the command's `--set`, apply last, over the tuned settings too."""
     provenance: dict[str, Any] = {"job": str(suite.path(row.job)), "set": list(row.set)}
     if row.tune is not None:
-        raw, tuned = tuned_job(suite, row, index, job_sets, out, seeds, verbose)
+        raw, tuned = tuned_job(suite, row, job_sets, out, verbose)
         provenance |= tuned
     else:
         raw = read_yaml(suite.path(row.job))
@@ -242,7 +242,7 @@ def train_row(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: 
     """Train the row on every seed and score each seed's final checkpoint."""
     from zerosum.tune.driver import run_campaign
 
-    job_path, provenance = row_job(suite, row, index, job_sets, out, seeds, verbose)
+    job_path, provenance = row_job(suite, row, index, job_sets, out, verbose)
     campaign = seed_campaign(suite, row, job_path, seeds, out)
     log.info("row %r: %d seeds", row.name, len(seeds))
     result = run_campaign(campaign, verbose=verbose)
