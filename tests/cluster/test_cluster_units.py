@@ -15,6 +15,7 @@ from zerosum.cli import submit as submit_cli
 from zerosum.cluster import head, submit
 from zerosum.cluster.head import Token, explain_failure, resolve_address, resolve_token
 from zerosum.errors import ZerosumError
+from zerosum.runtime import RAY_TRAIN_DEFAULTS, ray_train_settings
 from zerosum_testing import JOBS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -172,7 +173,8 @@ def test_env_vars_pass_the_tracking_uri_and_named_variables_only():
     environ = {"MLFLOW_TRACKING_URI": "http://mlflow:5000", "WANDB": "x", "SECRET": "s"}
     uri = submit.job_tracking_uri(None, environ)
     assert submit.job_env_vars(["WANDB"], uri, environ) == {
-        "PYTHONUNBUFFERED": "1", "MLFLOW_TRACKING_URI": "http://mlflow:5000", "WANDB": "x"}
+        "PYTHONUNBUFFERED": "1", "MLFLOW_TRACKING_URI": "http://mlflow:5000", "WANDB": "x",
+        **RAY_TRAIN_DEFAULTS}
     assert submit.job_tracking_uri("http://other:5000", environ) == "http://other:5000"
     assert submit.job_tracking_uri("cluster", environ) is None
     assert "MLFLOW_TRACKING_URI" not in submit.job_env_vars([], None, environ)
@@ -180,6 +182,13 @@ def test_env_vars_pass_the_tracking_uri_and_named_variables_only():
         submit.job_env_vars(["NOPE"], uri, environ)
     with pytest.raises(ZerosumError, match="expected an environment variable name"):
         submit.job_env_vars(["A=B"], uri, environ)
+
+
+def test_ray_train_settings_default_to_fast_polling_and_keep_the_users_value():
+    assert ray_train_settings({}) == {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}
+    mine = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "5"}
+    assert ray_train_settings(mine) == mine
+    assert submit.job_env_vars([], None, mine)["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "5"
 
 
 def test_tracking_notes_warn_when_runs_would_be_lost():

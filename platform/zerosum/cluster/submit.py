@@ -40,6 +40,7 @@ from typing import Any
 from zerosum import __version__
 from zerosum.cluster.head import SCHEDULED_RESOURCES, ClusterResources, is_loopback
 from zerosum.errors import ConfigError, ZerosumError
+from zerosum.runtime import ray_train_settings
 
 SHIPPED_PACKAGES = ("zerosum", "evals")
 PACKAGE_EXCLUDES = ["__pycache__/", "*.pyc", "*.pyo"]
@@ -330,9 +331,10 @@ def job_tracking_uri(option: str | None, environ: dict[str, str] | None = None) 
 
 def job_env_vars(pass_env: list[str], tracking_uri: str | None,
                  environ: dict[str, str] | None = None) -> dict[str, str]:
-    """MLFLOW_TRACKING_URI (if any) and each --env NAME, for the job's processes."""
+    """MLFLOW_TRACKING_URI (if any), zerosum's Ray Train settings and each --env NAME, for
+    the job's processes."""
     environ = os.environ if environ is None else environ
-    env = {"PYTHONUNBUFFERED": "1"}
+    env = {"PYTHONUNBUFFERED": "1", **ray_train_settings(environ)}
     if tracking_uri:
         env[TRACKING_ENV] = tracking_uri
     for name in pass_env:
