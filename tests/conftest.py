@@ -36,13 +36,39 @@ def shared_ray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.rmtree(state.temp_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite store with its tables made and nothing in it, for tests to copy:
+    creating the tables takes 2-3 s of CPU each time (MLflow runs its migrations), and
+    a copy is the same empty store. Made in its own folder, which holds the Default
+    experiment's artifacts (MLflow fixes that location when it makes the experiment)."""
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+    finally:
+        os.chdir(cwd)
+    return folder / "mlflow.db"
+
+
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A clean cwd with its own MLflow store and Ray temp dir, like a new user's folder.
+def empty_store_in_tmp_path(tmp_path: Path, empty_mlflow_store: Path) -> Path:
+    """tmp_path/mlflow.db, an empty store, for tests that log to `sqlite:///<tmp_path>/mlflow.db`."""
+    return Path(shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db"))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+            empty_mlflow_store: Path) -> Iterator[Path]:
+    """A clean cwd with its own (empty) MLflow store and Ray temp dir, like a new user's folder.
 
     Its runs attach to the session's shared Ray head, unless the test is marked `own_ray`
     (it then sees no head, and its runs start their own Ray, as a first run does)."""
     monkeypatch.chdir(tmp_path)
+    shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     ray_tmp = Path("/tmp") / f"zsray-{os.getpid()}-{tmp_path.name[-12:]}"
     ray_tmp.mkdir(parents=True, exist_ok=True)

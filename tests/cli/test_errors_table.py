@@ -174,21 +174,10 @@ def write_campaign(folder: Path, name: str, **changes) -> None:
     write_yaml(folder / name, {"campaign": campaign})
 
 
-@pytest.fixture(scope="module")
-def store_template(tmp_path_factory) -> Path:
-    """An empty MLflow sqlite store with its tables made. Making them takes MLflow seconds (a
-    chain of migrations); a copy of the file is a ready store in milliseconds."""
-    from zerosum import tracking
-
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    tracking.client_for(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def empty_store(tmp_path, store_template):
+def empty_store(tmp_path, empty_mlflow_store):
     """The folder's own store (MLFLOW_TRACKING_URI already points there), empty."""
-    shutil.copyfile(store_template, tmp_path / "mlflow.db")
+    shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
 
 
 def inference_is_not_run(*args, **kwargs):
@@ -196,7 +185,7 @@ def inference_is_not_run(*args, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def generators(tmp_path_factory, store_template) -> str:
+def generators(tmp_path_factory, empty_mlflow_store) -> str:
     """A store holding two untrained ring8 generators and a translator, logged as training
     would log them: models:/cond-ring8@candidate (conditional, 8 classes),
     models:/plain-ring8@candidate and models:/superres-digits@candidate (SUPERRES_JOB).
@@ -211,7 +200,7 @@ def generators(tmp_path_factory, store_template) -> str:
     from zerosum.train.build import build_generator_for
 
     folder = tmp_path_factory.mktemp("generators")
-    shutil.copyfile(store_template, folder / "mlflow.db")
+    shutil.copyfile(empty_mlflow_store, folder / "mlflow.db")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)  # the store's artifacts go to ./mlruns

@@ -10,6 +10,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_ui_serves_the_store_on_loopback(workdir):
+    (workdir / "mlflow.db").unlink()  # the UI makes the folder's store when there is none
     with zerosum_ui(workdir) as port:
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
         local_addresses = {line.split()[3] for line in listening.splitlines()}

@@ -21,6 +21,9 @@ from zerosum.train import checkpoint as ckpt
 from zerosum.train.loop import train_worker
 from zerosum_testing import JOBS, LocalSession
 
+# Each test logs to sqlite:///<tmp_path>/mlflow.db: a copy of an empty store, not a new one.
+pytestmark = pytest.mark.usefixtures("empty_store_in_tmp_path")
+
 TINY = ["model.translator.base_channels=8", "model.patch.base_channels=8", "schedule.batch_size=16",
         "schedule.log_every_rounds=2", "scaling.num_workers=1", "checkpoint.keep=null"]
 

@@ -3,6 +3,7 @@ the plain model's state, which loads into an uncompiled model as it is."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from zerosum.config import job_to_dict, job_to_yaml, load_job
@@ -11,6 +12,9 @@ from zerosum.tracking import TrackedRun
 from zerosum.train import checkpoint as ckpt
 from zerosum.train.loop import train_worker
 from zerosum_testing import JOBS, LocalSession
+
+# Each test logs to sqlite:///<tmp_path>/mlflow.db: a copy of an empty store, not a new one.
+pytestmark = pytest.mark.usefixtures("empty_store_in_tmp_path")
 
 
 def test_compiled_players_train_and_checkpoint_the_plain_models(tmp_path):

@@ -15,6 +15,9 @@ from zerosum.train import checkpoint as ckpt
 from zerosum.train.loop import train_worker
 from zerosum_testing import JOBS, LocalSession
 
+# Each test logs to sqlite:///<tmp_path>/mlflow.db: a copy of an empty store, not a new one.
+pytestmark = pytest.mark.usefixtures("empty_store_in_tmp_path")
+
 LR = 1.0e-3  # ring8-mlp.yaml's lr for both players
 SMALL = ["data.num_samples=2000", "schedule.batch_size=64", "schedule.log_every_rounds=5",
          "eval.every_rounds=10", "checkpoint.every_rounds=10", "checkpoint.keep=null",
