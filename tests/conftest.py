@@ -62,14 +62,13 @@ def empty_store_in_tmp_path(tmp_path: Path, empty_mlflow_store: Path) -> Path:
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
-            empty_mlflow_store: Path) -> Iterator[Path]:
+            empty_store_in_tmp_path: Path) -> Iterator[Path]:
     """A clean cwd with its own (empty) MLflow store and Ray temp dir, like a new user's folder.
 
     Its runs attach to the session's shared Ray head, unless the test is marked `own_ray`
     (it then sees no head, and its runs start their own Ray, as a first run does)."""
     monkeypatch.chdir(tmp_path)
-    shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{empty_store_in_tmp_path}")
     ray_tmp = Path("/tmp") / f"zsray-{os.getpid()}-{tmp_path.name[-12:]}"
     ray_tmp.mkdir(parents=True, exist_ok=True)
     # Ray's socket paths must stay short (107 bytes), so its temp dir sits under /tmp.

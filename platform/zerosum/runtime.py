@@ -74,9 +74,10 @@ FORWARDED_ENV_PREFIXES = ("ZEROSUM_", "MLFLOW_")
 
 
 def forwarded_env() -> dict[str, str]:
-    """The variables of this process that a run's workers on an existing head must see."""
-    own = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
-    return {**own, **ray_train_settings()}
+    """The variables of this process that a run's workers on an existing head must see
+    (init_ray has put the Ray Train settings in this process's environment by then)."""
+    return {k: v for k, v in os.environ.items()
+            if k.startswith(FORWARDED_ENV_PREFIXES) or k in RAY_TRAIN_DEFAULTS}
 
 
 def attach_to_local_head() -> str | None:

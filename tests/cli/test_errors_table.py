@@ -174,12 +174,6 @@ def write_campaign(folder: Path, name: str, **changes) -> None:
     write_yaml(folder / name, {"campaign": campaign})
 
 
-@pytest.fixture
-def empty_store(tmp_path, empty_mlflow_store):
-    """The folder's own store (MLFLOW_TRACKING_URI already points there), empty."""
-    shutil.copyfile(empty_mlflow_store, tmp_path / "mlflow.db")
-
-
 def inference_is_not_run(*args, **kwargs):
     raise AssertionError("MLflow inferred a logged generator's pip requirements (a subprocess per model)")
 
@@ -269,7 +263,7 @@ def case_eval_no_such_fake(image_folders):
 
 
 @pytest.fixture
-def case_eval_unknown_model(image_folders, empty_store):
+def case_eval_unknown_model(image_folders, empty_store_in_tmp_path):
     pass
 
 
@@ -304,7 +298,7 @@ def case_eval_zero_samples(image_folders):
 
 
 @pytest.fixture
-def case_sample_unknown_model(empty_store):
+def case_sample_unknown_model(empty_store_in_tmp_path):
     pass
 
 
