@@ -60,18 +60,32 @@ class Dataset:
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (plain or .gz): uint8 images (N, H, W) or labels (N,)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
+    with open_idx(path) as f:
         raw = f.read()
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape, offset = idx_header(raw[:IDX_HEADER_MAX_BYTES], path)
     # A bytearray keeps the array writable, so torch.from_numpy can share it without copying.
-    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)
+    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=offset)
     if data.size != math.prod(shape):
         raise DataError(f"{path}: header says {shape} but holds {data.size} bytes")
     return data.reshape(shape)
+
+
+IDX_HEADER_MAX_BYTES = 4 + 4 * 255  # magic, then one big-endian uint32 per dimension
+
+
+def open_idx(path: Path):
+    """The IDX file as a binary stream, decompressed on the fly when it ends in .gz."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def idx_header(head: bytes, path: Path) -> tuple[tuple[int, ...], int]:
+    """(shape, byte offset of the data) from an IDX file's first bytes; a DataError naming
+    the file if it is not an unsigned-byte IDX file."""
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] != 0x08 or len(head) < 4 + 4 * head[3]:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    ndim = head[3]
+    shape = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return shape, 4 + 4 * ndim
 
 
 def find_idx_file(root: Path, dataset: str, stem: str) -> Path:
@@ -149,21 +163,51 @@ def load_digits_dataset(split: str) -> tuple[np.ndarray, np.ndarray]:
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")  # what an image folder may hold
 
 
-def load_image_folder(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
-    """root/<class>/*.png|jpg (or images directly in root) -> uint8 (N, C, S, S), labels by subfolder."""
-    from PIL import Image
-
-    root = Path(spec.root)
+def folder_files(root: Path) -> tuple[list[Path], list[str]]:
+    """The images under root (sorted paths) and the class names, the sorted names of the
+    subfolders holding them (none when the images lie directly in root). Lists, no decoding."""
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"data.root: no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
-    classes = sorted({p.parent.name for p in files if p.parent != root})
-    mode = "L" if spec.channels == 1 else "RGB"
-    size = (spec.image_size, spec.image_size)
-    arrays = [np.asarray(Image.open(p).convert(mode).resize(size, Image.BILINEAR)) for p in files]
-    images = np.stack(arrays).reshape(len(files), size[0], size[1], spec.channels).transpose(0, 3, 1, 2)
-    labels = np.array([classes.index(p.parent.name) if p.parent != root else -1 for p in files])
+    return files, sorted({p.parent.name for p in files if p.parent != root})
+
+
+def folder_label(path: Path, root: Path, classes: list[str]) -> int:
+    """The class index of an image in a folder dataset: its subfolder's, -1 if it lies in root."""
+    return classes.index(path.parent.name) if path.parent != root else -1
+
+
+def decode_image(source, channels: int, side: int) -> np.ndarray:
+    """One image file (a path or a binary stream) -> uint8 (channels, side, side): converted to
+    greyscale or RGB, then resized bilinearly. The in-memory and the streamed folder paths both
+    decode with this, so that they yield the same pixels."""
+    from PIL import Image
+
+    with Image.open(source) as image:
+        converted = image.convert("L" if channels == 1 else "RGB").resize((side, side), Image.BILINEAR)
+    return np.asarray(converted).reshape(side, side, channels).transpose(2, 0, 1)
+
+
+def load_image_folder(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    """root/<class>/*.png|jpg (or images directly in root) -> uint8 (N, C, S, S), labels by subfolder."""
+    root = Path(spec.root)
+    files, classes = folder_files(root)
+    images = np.stack([decode_image(p, spec.channels, spec.image_size) for p in files])
+    labels = np.array([folder_label(p, root, classes) for p in files])
     return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+def folder_size(spec: DataSpec) -> int:
+    """Images in a folder dataset, listed, not decoded."""
+    return len(folder_files(Path(spec.root))[0])
+
+
+def load_folder_rows(spec: DataSpec, rows: torch.Tensor) -> torch.Tensor:
+    """The folder dataset's samples at `rows` (n,), float32 (n, C, S, S) in the spec's scale:
+    only those images decoded."""
+    files, _ = folder_files(Path(spec.root))
+    images = [decode_image(files[row], spec.channels, spec.image_size) for row in rows.tolist()]
+    return to_scale(np.stack(images), spec.scale)
 
 
 def folder_images(folder: Path, flag: str) -> list[Path]:
@@ -223,7 +267,12 @@ def sample_mixture(name: str, num_samples: int, seed: int) -> tuple[torch.Tensor
 
 def to_scale(images_uint8: np.ndarray, scale: str) -> torch.Tensor:
     """uint8 pixels -> float32 in [0,1] ('unit') or [-1,1] ('symmetric')."""
-    unit = torch.from_numpy(np.ascontiguousarray(images_uint8)).float().div_(255.0)
+    return scale_pixels(torch.from_numpy(np.ascontiguousarray(images_uint8)), scale)
+
+
+def scale_pixels(images_uint8: torch.Tensor, scale: str) -> torch.Tensor:
+    """uint8 tensor -> float32 in [0,1] ('unit') or [-1,1] ('symmetric'), on its device."""
+    unit = images_uint8.float().div_(255.0)
     return unit if scale == "unit" else unit.mul_(2.0).sub_(1.0)
 
 
@@ -302,12 +351,24 @@ def task_input_shape(data: DataSpec, sample_shape: tuple[int, ...]) -> tuple[int
 
 
 def describe_dataset(spec: DataSpec) -> tuple[tuple[int, ...], int]:
-    """(sample_shape, num_classes) without loading pixels where the answer is known."""
+    """(sample_shape, num_classes) without loading pixels where the answer is known: from the
+    catalog, or for a folder from its spec and its subfolders' names."""
     info = DATASETS[spec.name]
     if info.sample_shape is not None and info.num_classes is not None:
         return info.sample_shape, info.num_classes
+    if spec.name == "folder" and spec.task == "generate":
+        return folder_description(spec)
     dataset = load_dataset(spec)
     return dataset.sample_shape, dataset.num_classes
+
+
+def folder_description(spec: DataSpec) -> tuple[tuple[int, int, int], int]:
+    """A folder dataset's (C, S, S) and class count (0 when some images lie outside any class
+    subfolder, as load_dataset counts them), from its file list alone."""
+    root = Path(spec.root)
+    files, classes = folder_files(root)
+    unlabelled = any(p.parent == root for p in files)
+    return (spec.channels, spec.image_size, spec.image_size), 0 if unlabelled else len(classes)
 
 
 # --------------------------------------------------------------------------- batching

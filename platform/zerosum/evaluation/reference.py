@@ -8,7 +8,9 @@ written atomically.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,8 @@ import torch
 from evals.fid import FIDReference
 from evals.stats import FeatureStats
 from zerosum.catalog import is_image_data
-from zerosum.config import JobSpec
-from zerosum.data import images_only, load_dataset, to_unit_images
+from zerosum.config import DataSpec, JobSpec
+from zerosum.data import folder_size, images_only, load_dataset, load_folder_rows, to_unit_images
 from zerosum.files import atomic_write_npz, cache_dir
 
 # The held-out reals an evaluation compares with: one fixed random subset for every run,
@@ -56,24 +58,35 @@ def reference_cache_path(spec: JobSpec, extractor, split: str, count: int) -> Pa
     return cache_dir() / "real-features" / f"{spec.data.name}-{split}-{name}-{tag}-random{REFERENCE_SEED}-n{count}.npz"
 
 
+def held_out_split(data: DataSpec) -> tuple[int, Callable[[torch.Tensor], torch.Tensor]]:
+    """(size of the test split, a function from row indices (n,) to those samples). A folder
+    is listed, not loaded: it may be larger than memory (data.streaming), and only the chosen
+    images are decoded. The mixtures' test split is a draw seeded apart from the run's."""
+    data = images_only(data)
+    if data.name == "folder":
+        return folder_size(data), partial(load_folder_rows, data)
+    test = load_dataset(data, "test", seed=REFERENCE_SEED)
+    return len(test), lambda rows: test.samples[rows]
+
+
 def real_reference(spec: JobSpec, extractor) -> RealReference:
     """Features of `eval.num_samples` held-out reals, from the disk cache when present."""
     # Seeded apart from the run: every seed of a job is judged against the same reals
     # (for the mixtures the test split is a draw, and the cache would otherwise hold
     # whichever seed's draw came first).
-    test = load_dataset(images_only(spec.data), "test", seed=REFERENCE_SEED)
-    count = min(spec.eval.num_samples, len(test))
+    size, pick = held_out_split(spec.data)
+    count = min(spec.eval.num_samples, size)
     path = reference_cache_path(spec, extractor, "test", count)
     # A seeded random subset, not the first `count`: MNIST's test set is ordered by writer
     # population (its first 5,000 images are the neater SD-3 half), and against its first 512
     # images even real training images fail the MMD test (p = 0.005).
-    chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(REFERENCE_SEED))[:count]
+    chosen = torch.randperm(size, generator=torch.Generator().manual_seed(REFERENCE_SEED))[:count]
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
             features = torch.from_numpy(cached["features"])
             probs = torch.from_numpy(cached["probs"]) if "probs" in cached else None
     else:
-        features, probs = extract(extractor, test.samples[chosen], spec.data.scale, is_image_data(spec.data.name))
+        features, probs = extract(extractor, pick(chosen), spec.data.scale, is_image_data(spec.data.name))
         arrays = {"features": features.numpy()} | ({"probs": probs.numpy()} if probs is not None else {})
         atomic_write_npz(path, **arrays)
     return RealReference(features, probs, FIDReference.from_stats(FeatureStats.from_features(features)))
