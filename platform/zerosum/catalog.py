@@ -56,6 +56,9 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 DATASET_NAMES = tuple(DATASETS)
 MIXTURES = tuple(name for name, info in DATASETS.items() if info.mixture)
+# data.streaming: the datasets zerosum.streaming reads through Ray Data (a folder, and the IDX
+# files, whose streamed and in-memory epochs the tests compare).
+STREAMABLE_DATASETS = ("folder", "mnist", "fashion-mnist")
 
 # Registries' names: zerosum.losses, zerosum.models, zerosum.train.build, evals.metrics.
 LOSS_NAMES = ("minimax", "nonsaturating", "hinge", "wgan-gp", "lsgan", "rpgan", "wgan")

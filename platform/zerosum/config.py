@@ -43,6 +43,7 @@ from zerosum.catalog import (
     OPTIMIZER_NAMES,
     OUTPUT_NAMES,
     SSIM_MIN_SIDE,
+    STREAMABLE_DATASETS,
     TASK_NAMES,
     TRANSLATION_METHODS,
     TRANSLATOR_ARCHS,
@@ -75,6 +76,9 @@ class DataSpec(StrictModel):
     factor: PositiveInt = Field(4, description="superres: the input is the image area-downsampled by this")
     mask_size: PositiveInt = Field(12, description="complete: side of the square masked out, px")
     source: DataSpec | None = Field(None, description="unpaired: domain X, resized to this data's image side")
+    streaming: bool = Field(False, description="read and decode the training images on Ray Data's CPU tasks, "
+                                               "a shard per worker, instead of holding them in memory "
+                                               "(folder, mnist, fashion-mnist; data.task generate)")
 
     @model_validator(mode="after")
     def _root_exists(self, info: ValidationInfo) -> DataSpec:
@@ -101,6 +105,15 @@ def image_channels_and_side(data: DataSpec) -> tuple[int, int] | None:
     if info.sample_shape is None:
         return data.channels, data.image_size
     return info.sample_shape[0], info.sample_shape[1]
+
+
+def streaming_problem(data: DataSpec) -> str | None:
+    """Why data cannot be streamed through Ray Data, naming the field; None if it can."""
+    if data.streaming and data.name not in STREAMABLE_DATASETS:
+        return f"data.streaming: dataset '{data.name}' is held in memory; streamed: {', '.join(STREAMABLE_DATASETS)}"
+    if data.streaming and data.task != "generate":
+        return f"data.streaming: streams the images alone (data.task generate), not data.task {data.task}"
+    return None
 
 
 def task_problem(data: DataSpec) -> str | None:
@@ -428,7 +441,7 @@ def combination_problem(spec: JobSpec) -> str | None:
     """The first combination of fields that cannot work, naming both fields; None if none."""
     model, loss, sched = spec.model, spec.loss, spec.schedule
     pack, method = model.d.pack, spec.method
-    problem = task_problem(spec.data) or translation_problem(spec)
+    problem = streaming_problem(spec.data) or task_problem(spec.data) or translation_problem(spec)
     if problem:
         return problem
     checks = [

@@ -400,6 +400,11 @@ def case_validate_unknown_field(tmp_path):
 
 
 @pytest.fixture
+def case_validate_streaming_points(tmp_path):
+    write_yaml(tmp_path / "stream.yaml", {**RING8_JOB, "data": {**RING8_JOB["data"], "streaming": True}})
+
+
+@pytest.fixture
 def case_validate_wrong_type(tmp_path):
     write_yaml(tmp_path / "big.yaml", {**RING8_JOB, "schedule": {"batch_size": "big", "max_rounds": 100}})
 

@@ -20,7 +20,7 @@ from typing import Any
 from zerosum import tracking
 from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.data import describe_dataset
-from zerosum.errors import ZerosumError, first_line
+from zerosum.errors import ConfigError, ZerosumError, first_line
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.files import atomic_write_text
 from zerosum.outbox import failing_fast
@@ -88,6 +88,7 @@ def build_trainer(spec: JobSpec, run_dir: Path, loop_config: dict[str, Any], cal
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
+        **streamed_datasets(spec),
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
                                      resources_per_worker={"CPU": scaling.cpus_per_worker}),
@@ -100,6 +101,30 @@ def build_trainer(spec: JobSpec, run_dir: Path, loop_config: dict[str, Any], cal
     )
 
 
+def streamed_datasets(spec: JobSpec) -> dict[str, Any]:
+    """The trainer's datasets and their DataConfig when the job streams its data, else none:
+    Ray Data then reads and decodes on CPU tasks and splits the rows among the workers."""
+    if not spec.data.streaming:
+        return {}
+    from zerosum.streaming import STREAM, stream_config, streamed_dataset
+
+    return {"datasets": {STREAM: streamed_dataset(spec.data, seed=spec.schedule.seed)},
+            "dataset_config": stream_config()}
+
+
+def check_spare_cpu(spec: JobSpec, run: TrackedRun) -> None:
+    """A ConfigError, before anything trains, when a streamed job leaves Ray Data no CPU
+    (the run's MLflow run ends FAILED, with nothing trained)."""
+    import ray
+
+    from zerosum.streaming import spare_cpu_problem
+
+    problem = spare_cpu_problem(spec, ray.cluster_resources().get("CPU", 0.0))
+    if problem:
+        run.end("FAILED")
+        raise ConfigError(problem)
+
+
 def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, int], Any] | None = None,
             verbose: bool = False) -> RunResult:
     """Train the job on Ray Train and log the final generator. `watch(run, total_rounds)`
@@ -107,6 +132,7 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, in
     spec = prepare_eval_spec(spec)
     run_dir, run = prepare_run(spec, resume, tracking.resolve_tracking_uri())
     ray_note = init_ray(log_dir=run_dir, verbose=verbose)
+    check_spare_cpu(spec, run)
     loop_config = {"job": job_to_dict(spec), "tracking_uri": run.tracking_uri, "run_id": run.run_id,
                    "run_dir": str(run_dir), "fault": fault_from_env(run_dir)}
     trainer = build_trainer(spec, run_dir, loop_config)

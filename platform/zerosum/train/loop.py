@@ -32,9 +32,10 @@ import ray.train
 import torch
 
 from zerosum.config import JobSpec, job_to_yaml, validate_job
-from zerosum.data import ShardedBatches, load_dataset
+from zerosum.data import Dataset, ShardedBatches, load_dataset
 from zerosum.evaluation.evaluator import Evaluator
 from zerosum.methods import PhaseContext
+from zerosum.streaming import StreamedBatches, stream_description, stream_rows
 from zerosum.train import checkpoint as ckpt
 from zerosum.train.ema import ema_decay_at
 from zerosum.train.health import Health
@@ -86,6 +87,19 @@ def report(state: WorkerState, metrics: dict[str, float], spec: JobSpec, session
         session.report({**metrics, "round": state.rounds_done, "health/rollbacks": health.rollbacks}, checkpoint)
 
 
+def training_data(spec: JobSpec, session: Session) -> tuple[Dataset, ShardedBatches | StreamedBatches]:
+    """The training split and this rank's batches of it: in memory, or streamed through Ray
+    Data (data.streaming), where the Dataset holds no rows, only the shape and classes."""
+    sched = spec.schedule
+    if not spec.data.streaming:
+        dataset = load_dataset(spec.data, "train", seed=sched.seed)
+        return dataset, ShardedBatches(dataset, sched.batch_size, session.rank, session.world_size, seed=sched.seed)
+    shard = session.dataset_shard(spec.data, seed=sched.seed)
+    batches = StreamedBatches(shard, stream_rows(spec.data), sched.batch_size, session.world_size, sched.seed,
+                              spec.data.scale)
+    return stream_description(spec.data), batches
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point: train G and D for `config["job"]` on this worker's shard."""
     train_worker(config, RayTrainSession())
@@ -117,14 +131,14 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
     trial's reporter); else rank 0 makes its own from `config` (`rank0_logger`)."""
     spec = validate_job(config["job"], source="train_loop config", check_paths=False)
     rank, world_size, device = session.rank, session.world_size, session.device
-    dataset = load_dataset(spec.data, "train", seed=spec.schedule.seed)
+    memory = MemoryMeter()  # before the data is read: its growth counts the dataset
+    dataset, batcher = training_data(spec, session)
     state = build_worker_state(spec, dataset.sample_shape, dataset.num_classes, session)
     resume_notes = restore_worker_state(state, spec, session)
     health = Health(spec, rank, state.extra)
     health.remember_restored(state)
     torch.manual_seed(spec.schedule.seed * 7919 + rank + state.rounds_done)
     sched = spec.schedule
-    batcher = ShardedBatches(dataset, sched.batch_size, rank, world_size, seed=sched.seed)
     # A resumed run continues the data where its checkpoint left it, mid-epoch included.
     batcher.start_batch = state.rounds_done * batches_per_round(state, sched)
     batches = iter(batcher)
@@ -153,11 +167,12 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
                 decay = ema_decay_at(state.rounds_done, spec.model.ema_decay, warmup=spec.model.ema_warmup)
                 update_ema(state.ema, state.generator, decay)
         state.rounds_done = round_index
+        memory.sample()
         if round_index % sched.log_every_rounds == 0 or round_index == sched.total_rounds:
             # The meter first: it waits for the GPU's queued rounds and counts that time.
             throughput = meter.read_and_reset()
             # The one host read of the interval's training metrics.
-            metrics = window.read() | throughput
+            metrics = window.read() | throughput | memory.read()
             if logger is not None:
                 logger.log_metrics(metrics, round_index)
         if evaluator.due(round_index):
@@ -240,6 +255,38 @@ class ThroughputMeter:
                    "perf/rounds_per_s": self.rounds / seconds}
         self.rounds, self.seconds = 0, 0.0
         return reading
+
+
+class MemoryMeter:
+    """`perf/private_memory_growth_mb`: the most this process's private resident memory
+    (RssAnon: its own heap, not the shared pages of Ray's object store that reading a block
+    maps in) has risen, sampled once a round, above what it was when the loop began, before
+    the dataset was read. An in-memory dataset shows up whole in it, a streamed one as its
+    batches in flight. Linux only (/proc); elsewhere no reading."""
+
+    def __init__(self) -> None:
+        self.start_mb = self.private_mb()
+        self.most_mb = self.start_mb
+
+    @staticmethod
+    def private_mb() -> float | None:
+        """Private resident memory now, MiB (RssAnon in /proc/self/status, in kB)."""
+        try:
+            lines = Path("/proc/self/status").read_text().splitlines()
+        except OSError:
+            return None
+        kilobytes = [int(line.split()[1]) for line in lines if line.startswith("RssAnon:")]
+        return kilobytes[0] / 1024 if kilobytes else None
+
+    def sample(self) -> None:
+        now = self.private_mb()
+        if now is not None and self.most_mb is not None:
+            self.most_mb = max(self.most_mb, now)
+
+    def read(self) -> dict[str, float]:
+        if self.start_mb is None:
+            return {}
+        return {"perf/private_memory_growth_mb": self.most_mb - self.start_mb}
 
 
 def critic_updates_per_round(state: WorkerState, sched) -> int:

@@ -1,7 +1,8 @@
 """Where the training loop runs: the `Session` protocol and its Ray Train implementation.
 
 The loop asks a session for its rank, world size and device, to wrap a model for
-data-parallel training, for the checkpoint to resume from, and to report. Ray
+data-parallel training, for the checkpoint to resume from, for its shard of a streamed
+dataset (`data.streaming`), and to report. Ray
 Train workers use `RayTrainSession`; single-process Tune trials use
 `zerosum.tune.trial.TuneSession`. The loop never asks which one it has.
 """
@@ -15,6 +16,8 @@ import ray.train.torch
 import torch
 from torch import nn
 
+from zerosum.config import DataSpec
+from zerosum.streaming import STREAM
 from zerosum.train.checkpoint import folder_name
 
 
@@ -30,6 +33,8 @@ class Session(Protocol):
     def get_checkpoint(self): ...
 
     def report(self, metrics: dict[str, Any], checkpoint) -> None: ...
+
+    def dataset_shard(self, data: DataSpec, seed: int): ...
 
 
 class RayTrainSession:
@@ -49,6 +54,10 @@ class RayTrainSession:
 
     def get_checkpoint(self):
         return ray.train.get_checkpoint()
+
+    def dataset_shard(self, data: DataSpec, seed: int):
+        """This worker's shard of the streamed dataset the driver gave the trainer."""
+        return ray.train.get_dataset_shard(STREAM)
 
     def report(self, metrics: dict[str, Any], checkpoint) -> None:
         name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))

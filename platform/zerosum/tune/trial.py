@@ -33,7 +33,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from torch import nn
 
 from zerosum import tracking
-from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
+from zerosum.config import DataSpec, JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.errors import ZerosumError
 from zerosum.files import atomic_write_text
 from zerosum.outbox import Outbox, fail_fast_requests
@@ -142,6 +142,12 @@ class TuneSession:
 
     def get_checkpoint(self):
         return ray.tune.get_checkpoint()
+
+    def dataset_shard(self, data: DataSpec, seed: int):
+        """The whole streamed dataset (rank 0 of 1), read by Ray Data from this trial."""
+        from zerosum.streaming import streamed_dataset
+
+        return streamed_dataset(data, seed)
 
     def report(self, metrics: dict[str, Any], checkpoint) -> None:
         completed = self.reporter.complete(metrics)

@@ -1,0 +1,174 @@
+"""data.streaming: the training images read through Ray Data (zerosum.streaming).
+
+The streamed epoch is compared with the in-memory dataset that zerosum.data loads from the
+same files: the same multiset of (image, label) pairs, byte for byte, since both decode with
+the same code. Then a resumed iterator continues its epoch, and a folder whose decoded size
+exceeds a memory cap trains under it (the run's own perf/private_memory_growth_mb).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from zerosum.config import DataSpec, validate_job
+from zerosum.data import IDX_FILES, load_dataset, read_idx
+from zerosum.errors import ConfigError
+from zerosum.streaming import StreamedBatches, idx_paths, read_idx_rows, spare_cpu_problem, stream_rows
+from zerosum_testing import JOBS, run_cli
+
+MNIST_ROWS = 3_000  # a slice of MNIST's training split: seconds to stream, 47 batches of 64
+BATCH = 64
+
+
+def pixel_pairs(images: torch.Tensor, labels: torch.Tensor, scale: str) -> Counter:
+    """The multiset of (uint8 pixels, label) pairs. Pixels come back to uint8 exactly: x was
+    k/255 scaled to [-1, 1] in float32, and (x + 1) * 127.5 is within 1e-4 of the integer k,
+    far from the rounding boundary at k + 0.5."""
+    unit = images if scale == "unit" else (images + 1) * 0.5
+    pixels = (unit * 255).round().to(torch.uint8).reshape(len(images), -1).numpy()
+    return Counter(zip(map(bytes, pixels), labels.tolist(), strict=True))
+
+
+def draw(batches: StreamedBatches, count: int, start_batch: int = 0) -> list[dict[str, torch.Tensor]]:
+    batches.start_batch = start_batch
+    stream = iter(batches)
+    return [next(stream) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def ray_session(shared_ray_home: Path):
+    """This process attached to the session's Ray head, as a run's driver is."""
+    import ray
+
+    from zerosum.runtime import init_ray
+
+    previous = os.environ.get("ZEROSUM_HOME")
+    os.environ["ZEROSUM_HOME"] = str(shared_ray_home)
+    try:
+        init_ray()
+        yield
+    finally:
+        ray.shutdown()
+        if previous is None:
+            os.environ.pop("ZEROSUM_HOME", None)
+        else:
+            os.environ["ZEROSUM_HOME"] = previous
+
+
+def mnist_spec(shared_data: Path) -> DataSpec:
+    return DataSpec(name="mnist", root=shared_data / "mnist", limit=MNIST_ROWS, streaming=True)
+
+
+def streamed(data: DataSpec, seed: int = 0) -> StreamedBatches:
+    from zerosum.streaming import streamed_dataset
+
+    return StreamedBatches(streamed_dataset(data, seed), stream_rows(data), BATCH, 1, seed, data.scale)
+
+
+# --------------------------------------------------------------------------- without Ray
+
+
+def test_idx_rows_are_the_files_rows(shared_data):
+    images_path, labels_path = idx_paths(DataSpec(name="mnist", root=shared_data / "mnist"))
+    assert images_path.name == IDX_FILES["train"][0] + ".gz"
+    whole = read_idx(images_path)
+    np.testing.assert_array_equal(read_idx_rows(images_path, 59_990, 60_000), whole[59_990:])
+    np.testing.assert_array_equal(read_idx_rows(labels_path, 5, 9), read_idx(labels_path)[5:9])
+
+
+def test_streaming_is_refused_where_it_cannot_work():
+    job = yaml.safe_load((JOBS / "digits-dcgan.yaml").read_text())
+    job["data"] |= {"streaming": True}
+    with pytest.raises(ConfigError, match=r"data.streaming: dataset 'digits' is held in memory"):
+        validate_job(job, source="spec.yaml")
+    job["data"] = {"name": "mnist", "root": "/nonexistent", "streaming": True, "task": "superres", "factor": 2}
+    with pytest.raises(ConfigError, match=r"data.streaming: streams the images alone .*data.task superres"):
+        validate_job(job, source="spec.yaml", check_paths=False)
+
+
+def test_a_streamed_job_needs_a_cpu_the_workers_do_not_hold():
+    job = yaml.safe_load((JOBS / "digits-dcgan.yaml").read_text())
+    job["data"] = {"name": "mnist", "root": "/nonexistent", "streaming": True}
+    job["scaling"] |= {"num_workers": 2, "cpus_per_worker": 1}
+    spec = validate_job(job, source="digits-dcgan.yaml", check_paths=False)
+    assert spare_cpu_problem(spec, cluster_cpus=3) is None
+    assert spare_cpu_problem(spec, cluster_cpus=2) == (
+        "data.streaming: Ray Data needs a CPU the workers do not hold; the cluster has 2, scaling takes 2 "
+        "(2 workers x 1). Lower scaling.num_workers or scaling.cpus_per_worker, or add CPUs")
+
+
+# --------------------------------------------------------------------------- through Ray Data
+
+
+@pytest.mark.integration
+def test_a_streamed_epoch_is_the_in_memory_dataset(ray_session, shared_data):
+    data = mnist_spec(shared_data)
+    batches = streamed(data)
+    epoch = draw(batches, batches.batches_per_epoch())
+    images, labels = torch.cat([b["x"] for b in epoch]), torch.cat([b["y"] for b in epoch])
+    memory = load_dataset(data.model_copy(update={"streaming": False}))
+    # 3,000 rows in batches of 64: the epoch drops the last 56, as ShardedBatches drops its partial batch.
+    assert len(images) == MNIST_ROWS // BATCH * BATCH
+    streamed_pairs, memory_pairs = pixel_pairs(images, labels, data.scale), pixel_pairs(memory.samples,
+                                                                                      memory.labels, data.scale)
+    assert not streamed_pairs - memory_pairs  # every streamed pair is one of the dataset's
+    assert sum((memory_pairs - streamed_pairs).values()) == MNIST_ROWS % BATCH
+    # Shuffled: not the files' order.
+    assert not torch.equal(labels[:BATCH], memory.labels[:BATCH])
+
+
+@pytest.mark.integration
+def test_a_resumed_stream_continues_its_epoch(ray_session, shared_data):
+    data = mnist_spec(shared_data)
+    per_epoch = streamed(data).batches_per_epoch()
+    straight = draw(streamed(data), per_epoch + 5)
+    # Stopped after 20 batches, as a checkpoint at that point would record, and started again.
+    resumed = draw(streamed(data), per_epoch + 5 - 20, start_batch=20)
+    for before, after in zip(straight[20:], resumed, strict=True):
+        assert torch.equal(before["x"], after["x"]) and torch.equal(before["y"], after["y"])
+    # The next epoch is shuffled anew.
+    assert not torch.equal(straight[per_epoch]["y"], straight[0]["y"])
+
+
+def write_folder(root: Path, per_class: int, side: int) -> None:
+    """Two class subfolders of random RGB PNGs (random pixels do not compress: a real size)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(root / name / f"{index}.png")
+
+
+@pytest.mark.integration
+def test_a_folder_larger_than_the_memory_cap_trains_under_it(workdir):
+    # 6,000 images of 64x64: few files to write and list, and as many decoded bytes as 24,000 of 32x32.
+    side, count = 64, 6_000
+    write_folder(workdir / "images", count // 2, side)
+    decoded_mb = count * 3 * side * side * 4 / 2**20  # float32, as the in-memory path holds it: 281 MiB
+    # The cap: half the decoded size. The in-memory path of 12,000 32x32 images measured 244 MiB of
+    # growth for 141 MiB decoded (the float32 tensor, plus the uint8 copy it is made from); streamed,
+    # 88 MiB, of which the model, torch's and MLflow's own first allocations are the most.
+    cap_mb = decoded_mb / 2
+    args = ["--set", "data.name=folder", "--set", f"data.root={workdir / 'images'}", "--set", f"data.image_size={side}",
+            "--set", "data.channels=3", "--set", "data.streaming=true", "--set", "schedule.max_rounds=15",
+            "--set", "schedule.log_every_rounds=5", "--set", "eval.metrics=[]", "--set", "eval.grid_size=16",
+            "--set", "checkpoint.every_rounds=15", "--set", "scaling.num_workers=1",
+            "--set", "model.g.base_channels=8", "--set", "model.d.base_channels=8",
+            "--set", "tracking.register_as=null"]
+    out = run_cli("run", str(JOBS / "digits-dcgan.yaml"), *args, cwd=workdir)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("digits-dcgan").experiment_id])
+    growth = [m.value for m in client.get_metric_history(run.info.run_id, "perf/private_memory_growth_mb")]
+    assert len(growth) == 3 and max(growth) < cap_mb, (growth, cap_mb)
