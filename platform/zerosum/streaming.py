@@ -138,7 +138,9 @@ def folder_source(data: DataSpec, seed: int):
     decoded by `zerosum.data.decode_image` on the read tasks."""
     root = Path(data.root)
     files, classes = folder_files(root)
-    files = [files[i] for i in seeded_order(len(files), seed)][: data.limit or len(files)]
+    # data.limit keeps the first files in sorted order, as the in-memory path does, then shuffles.
+    files = files[: data.limit or len(files)]
+    files = [files[i] for i in seeded_order(len(files), seed)]
     # Each block: its files and their labels, worked out here so that a task needs no more.
     blocks = [[(str(p), folder_label(p, root, classes)) for p in files[i:i + FOLDER_FILES_PER_BLOCK]]
               for i in range(0, len(files), FOLDER_FILES_PER_BLOCK)]

@@ -20,7 +20,14 @@ import yaml
 from zerosum.config import DataSpec, validate_job
 from zerosum.data import IDX_FILES, load_dataset, read_idx
 from zerosum.errors import ConfigError
-from zerosum.streaming import StreamedBatches, idx_paths, read_idx_rows, spare_cpu_problem, stream_rows
+from zerosum.streaming import (
+    StreamedBatches,
+    folder_source,
+    idx_paths,
+    read_idx_rows,
+    spare_cpu_problem,
+    stream_rows,
+)
 from zerosum_testing import JOBS, run_cli
 
 MNIST_ROWS = 3_000  # a slice of MNIST's training split: seconds to stream, 47 batches of 64
@@ -102,6 +109,23 @@ def test_a_streamed_job_needs_a_cpu_the_workers_do_not_hold():
     assert spare_cpu_problem(spec, cluster_cpus=2) == (
         "data.streaming: Ray Data needs a CPU the workers do not hold; the cluster has 2, scaling takes 2 "
         "(2 workers x 1). Lower scaling.num_workers or scaling.cpus_per_worker, or add CPUs")
+
+
+def test_a_limited_folder_streams_the_files_the_in_memory_path_loads(tmp_path):
+    """data.limit picks the same images on both paths (the first files in sorted order), the
+    streamed ones in a seeded order. The read tasks run here, in this process, without Ray."""
+    from ray.data.block import BlockAccessor
+
+    write_folder(tmp_path, per_class=5, side=8)
+    data = DataSpec(name="folder", root=tmp_path, image_size=8, channels=3, limit=7, streaming=True)
+    blocks = [BlockAccessor.for_block(block).to_batch_format("numpy")
+              for task in folder_source(data, seed=0).get_read_tasks(parallelism=1) for block in task()]
+    pixels = np.concatenate([block["image"] for block in blocks]).reshape(7, -1)
+    labels = np.concatenate([block["label"] for block in blocks])
+    memory = load_dataset(data.model_copy(update={"streaming": False}))
+    assert Counter(zip(map(bytes, pixels), labels.tolist(), strict=True)) == pixel_pairs(memory.samples,
+                                                                                        memory.labels, data.scale)
+    assert labels.tolist() != memory.labels.tolist()  # shuffled: 5 of class 0 then 2 of class 1 in the files
 
 
 # --------------------------------------------------------------------------- through Ray Data
