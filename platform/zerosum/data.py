@@ -197,17 +197,10 @@ def load_image_folder(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
-def folder_size(spec: DataSpec) -> int:
-    """Images in a folder dataset, listed, not decoded."""
-    return len(folder_files(Path(spec.root))[0])
-
-
-def load_folder_rows(spec: DataSpec, rows: torch.Tensor) -> torch.Tensor:
-    """The folder dataset's samples at `rows` (n,), float32 (n, C, S, S) in the spec's scale:
-    only those images decoded."""
-    files, _ = folder_files(Path(spec.root))
-    images = [decode_image(files[row], spec.channels, spec.image_size) for row in rows.tolist()]
-    return to_scale(np.stack(images), spec.scale)
+def decode_folder_images(spec: DataSpec, files: list[Path]) -> torch.Tensor:
+    """The folder dataset's images at `files` (n paths), float32 (n, C, S, S) in the spec's
+    scale: those images decoded, no others."""
+    return to_scale(np.stack([decode_image(p, spec.channels, spec.image_size) for p in files]), spec.scale)
 
 
 def folder_images(folder: Path, flag: str) -> list[Path]:

@@ -39,8 +39,8 @@ from zerosum.data import (
     IDX_HEADER_MAX_BYTES,
     Dataset,
     decode_image,
+    describe_dataset,
     find_idx_file,
-    folder_description,
     folder_files,
     folder_label,
     idx_header,
@@ -178,10 +178,7 @@ def stream_rows(data: DataSpec) -> int:
 def stream_description(data: DataSpec) -> Dataset:
     """The streamed dataset as the loop's `Dataset` of no rows: its sample shape and class count
     (what the models and the evaluator are built from), without a pixel read."""
-    if data.name == "folder":
-        shape, num_classes = folder_description(data)
-    else:
-        shape, num_classes = (1, 28, 28), 10
+    shape, num_classes = describe_dataset(data)
     return Dataset(torch.empty(0, *shape), torch.empty(0, dtype=torch.int64), num_classes)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from evals.fid import FIDReference
 from evals.stats import FeatureStats
 from zerosum.catalog import is_image_data
 from zerosum.config import DataSpec, JobSpec
-from zerosum.data import folder_size, images_only, load_dataset, load_folder_rows, to_unit_images
+from zerosum.data import decode_folder_images, folder_files, images_only, load_dataset, to_unit_images
 from zerosum.files import atomic_write_npz, cache_dir
 
 # The held-out reals an evaluation compares with: one fixed random subset for every run,
@@ -64,7 +63,8 @@ def held_out_split(data: DataSpec) -> tuple[int, Callable[[torch.Tensor], torch.
     images are decoded. The mixtures' test split is a draw seeded apart from the run's."""
     data = images_only(data)
     if data.name == "folder":
-        return folder_size(data), partial(load_folder_rows, data)
+        files, _ = folder_files(Path(data.root))  # listed once, for the size and the picks
+        return len(files), lambda rows: decode_folder_images(data, [files[row] for row in rows.tolist()])
     test = load_dataset(data, "test", seed=REFERENCE_SEED)
     return len(test), lambda rows: test.samples[rows]
 
