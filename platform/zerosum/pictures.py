@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 from zerosum.catalog import kind_of_shape
 from zerosum.data import to_unit_images
@@ -25,6 +24,10 @@ def image_grid(images_unit: torch.Tensor) -> np.ndarray:
     factor = max(1, MIN_TILE_PX // images.shape[-1])
     if factor > 1:
         images = images.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2)
+    # torchvision is imported here, not at the top: importing it costs every trial process
+    # and worker about 1.6 s on 2 cores, and runs on points never draw a grid.
+    from torchvision.utils import make_grid
+
     grid = make_grid(images, nrow=rows, padding=2, pad_value=1.0)
     return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
