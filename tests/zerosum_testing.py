@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from zerosum.cluster.local_head import free_port
+from zerosum.train.session import LocalSession  # noqa: F401 (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A line Ray streams from a worker process to the driver: "(RayTrainWorker pid=123) ..."
@@ -134,38 +135,3 @@ class MlflowServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
         self.process = None
-
-
-class LocalSession:
-    """The loop's Session in this process, rank 0 of 1, on the CPU. Reported checkpoints
-    are kept as Ray Train keeps them: each in `storage/<folder name>` (copied out of the
-    loop's temporary folder), newest last.
-
-    resume_from: the checkpoint folder `get_checkpoint` returns (None: a fresh run)."""
-
-    rank, world_size = 0, 1
-
-    def __init__(self, storage: Path | None = None, resume_from: Path | None = None):
-        import torch
-
-        self.device = torch.device("cpu")
-        self.storage, self.resume_from = storage, resume_from
-        self.reports: list[dict] = []
-
-    def prepare_model(self, model):
-        return model
-
-    def get_checkpoint(self):
-        import ray.train
-
-        return None if self.resume_from is None else ray.train.Checkpoint(str(self.resume_from))
-
-    def report(self, metrics, checkpoint) -> None:
-        import shutil
-
-        from zerosum.train.checkpoint import folder_name
-
-        assert self.storage is not None, "this LocalSession was made without storage for reports"
-        name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))
-        shutil.copytree(checkpoint.path, self.storage / name)
-        self.reports.append({**metrics, "folder": name, "time": time.monotonic()})

@@ -132,6 +132,7 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
     spec = validate_job(config["job"], source="train_loop config", check_paths=False)
     rank, world_size, device = session.rank, session.world_size, session.device
     memory = MemoryMeter()  # before the data is read: its growth counts the dataset
+    eval_meter = EvalMeter()
     dataset, batcher = training_data(spec, session)
     state = build_worker_state(spec, dataset.sample_shape, dataset.num_classes, session)
     resume_notes = restore_worker_state(state, spec, session)
@@ -147,7 +148,8 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
     logger = logger if logger is not None else rank0_logger(config, rank)
     for note in resume_notes if logger is not None else ():
         logger.warn(note)
-    evaluator = Evaluator(spec, dataset, rank, world_size, device, logger)
+    with eval_meter.timing():  # the real side's features, when not cached yet, are eval cost
+        evaluator = Evaluator(spec, dataset, rank, world_size, device, logger)
     evaluator.load_state_dict(state.extra)
     if logger is not None and state.rounds_done:
         logger.set_tags({"zerosum.resumed_from_round": str(state.rounds_done)})
@@ -176,7 +178,8 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
             if logger is not None:
                 logger.log_metrics(metrics, round_index)
         if evaluator.due(round_index):
-            eval_metrics, verdict = evaluator.evaluate(state, round_index, metrics)
+            with eval_meter.timing():
+                eval_metrics, verdict = evaluator.evaluate(state, round_index, metrics)
             if verdict.diverged:
                 stop_reason = health.refusal(verdict.reason)
                 if stop_reason is None:
@@ -190,7 +193,10 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
                 evaluator.log_stop(stop_reason, round_index)
                 break
             state.extra = evaluator.state_dict()
-            report(state, {**metrics, **eval_metrics}, spec, session, health, good=True)
+            eval_cost = eval_meter.read()
+            if logger is not None:
+                logger.log_metrics(eval_cost, round_index)
+            report(state, {**metrics, **eval_metrics, **eval_cost}, spec, session, health, good=True)
             last_reported = round_index
             health.remember(state)
             if verdict.reason:
@@ -255,6 +261,33 @@ class ThroughputMeter:
                    "perf/rounds_per_s": self.rounds / seconds}
         self.rounds, self.seconds = 0, 0.0
         return reading
+
+
+class EvalMeter:
+    """What in-training evaluation costs this process, from the start of its loop.
+
+    `perf/eval_s`: seconds spent evaluating (sampling, features, scoring, the stopping
+    rule, the grid), plus building the evaluator, which computes the real side's features
+    when they are not cached on disk yet; `perf/eval_share`: that over the seconds since
+    the loop began (data, models, training, checkpoints, evals: all but Ray's start-up).
+    Host wall time: an evaluation ends with its metrics on the host, so the device's work
+    is inside it."""
+
+    def __init__(self) -> None:
+        self.started_s = time.perf_counter()
+        self.eval_s = 0.0
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.eval_s += time.perf_counter() - start
+
+    def read(self) -> dict[str, float]:
+        elapsed_s = max(time.perf_counter() - self.started_s, 1e-9)
+        return {"perf/eval_s": self.eval_s, "perf/eval_share": self.eval_s / elapsed_s}
 
 
 class MemoryMeter:

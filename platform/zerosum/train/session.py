@@ -4,11 +4,15 @@ The loop asks a session for its rank, world size and device, to wrap a model for
 data-parallel training, for the checkpoint to resume from, for its shard of a streamed
 dataset (`data.streaming`), and to report. Ray
 Train workers use `RayTrainSession`; single-process Tune trials use
-`zerosum.tune.trial.TuneSession`. The loop never asks which one it has.
+`zerosum.tune.trial.TuneSession`; `LocalSession` runs the loop in the calling process
+(tests, benchmarks). The loop never asks which one it has.
 """
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import ray.train
@@ -62,3 +66,40 @@ class RayTrainSession:
     def report(self, metrics: dict[str, Any], checkpoint) -> None:
         name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
+
+
+class LocalSession:
+    """The loop in this process, rank 0 of 1, without Ray Train (tests and benchmarks).
+
+    Reported checkpoints are kept as Ray Train keeps them, each in
+    `storage/<folder name>` (copied out of the loop's temporary folder), and every
+    report's metrics in `reports`, newest last, with a monotonic `time` stamp.
+
+    storage: where checkpoints go; None keeps the reports' metrics only.
+    resume_from: the checkpoint folder `get_checkpoint` returns (None: a fresh run)."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, storage: Path | None = None, resume_from: Path | None = None,
+                 device: torch.device | None = None):
+        self.device = device if device is not None else torch.device("cpu")
+        self.storage, self.resume_from = storage, resume_from
+        self.reports: list[dict[str, Any]] = []
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device)
+
+    def get_checkpoint(self):
+        return None if self.resume_from is None else ray.train.Checkpoint(str(self.resume_from))
+
+    def dataset_shard(self, data: DataSpec, seed: int):
+        """The whole streamed dataset (rank 0 of 1), read by Ray Data from this process."""
+        from zerosum.streaming import streamed_dataset
+
+        return streamed_dataset(data, seed)
+
+    def report(self, metrics: dict[str, Any], checkpoint) -> None:
+        name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))
+        if self.storage is not None:
+            shutil.copytree(checkpoint.path, self.storage / name)
+        self.reports.append({**metrics, "folder": name, "time": time.monotonic()})

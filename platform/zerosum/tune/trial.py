@@ -1,6 +1,6 @@
 """What one Tune trial runs: the training loop of `zerosum run`, under a Tune session.
 
-A trial is either a single process (`TuneSession`: rank 0 of 1, checkpoints through
+A trial is either a single process (`TuneSession`, a LocalSession whose checkpoints go through
 `ray.tune.report`), which is what PBT needs, or a Ray Train driver that fits a
 TorchTrainer whose reports reach Tune through `TuneReportCallback`. Both run
 `zerosum.train.loop.train_worker`; there is no second loop.
@@ -30,16 +30,16 @@ from typing import Any
 import ray.tune
 import torch
 from ray.tune.integration.ray_train import TuneReportCallback
-from torch import nn
 
 from zerosum import tracking
-from zerosum.config import DataSpec, JobSpec, flatten, job_to_dict, job_to_yaml
+from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.errors import ZerosumError
 from zerosum.files import atomic_write_text
 from zerosum.outbox import Outbox, fail_fast_requests
 from zerosum.records import RECORD_FILE, FolderRecord
 from zerosum.tracking import RunLogger, TrackedRun, outbox_sender
 from zerosum.train.loop import train_worker
+from zerosum.train.session import LocalSession
 from zerosum.tune.campaign import Campaign
 from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY, REPORT_FILE, REPORTER_FOLDER, TRAIN_FOLDER
 
@@ -127,27 +127,16 @@ class ObjectiveReporter:
         atomic_write_text(json.dumps(self.entry(completed)), Path(folder) / REPORT_FILE)
 
 
-class TuneSession:
-    """The loop's Session for a single-process Tune trial: rank 0 of 1."""
-
-    rank = 0
-    world_size = 1
+class TuneSession(LocalSession):
+    """The loop's Session for a single-process Tune trial: rank 0 of 1, its checkpoints
+    and reports through Tune."""
 
     def __init__(self, reporter: ObjectiveReporter, use_gpu: bool = False):
+        super().__init__(device=torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu"))
         self.reporter = reporter
-        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-
-    def prepare_model(self, model: nn.Module) -> nn.Module:
-        return model.to(self.device)
 
     def get_checkpoint(self):
         return ray.tune.get_checkpoint()
-
-    def dataset_shard(self, data: DataSpec, seed: int):
-        """The whole streamed dataset (rank 0 of 1), read by Ray Data from this trial."""
-        from zerosum.streaming import streamed_dataset
-
-        return streamed_dataset(data, seed)
 
     def report(self, metrics: dict[str, Any], checkpoint) -> None:
         completed = self.reporter.complete(metrics)
