@@ -2,7 +2,8 @@
 
 The cache is `$ZEROSUM_CACHE`, else `~/.cache/zerosum`. It holds the trained
 classifier featurizers (`featurizers/`), the real side of evaluations
-(`real-features/`) and converted Inception weights (`inception/`); zerosum passes
+(`real-features/`), converted Inception weights (`inception/`) and inflated copies of
+gzipped IDX files that streamed datasets seek in (`idx/`); zerosum passes
 this folder to evals, which reads no environment variable of ours.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from evals.io import atomic_torch_save, atomic_write, atomic_write_text
 
-__all__ = ["atomic_torch_save", "atomic_write_npz", "atomic_write_text", "cache_dir"]
+__all__ = ["atomic_torch_save", "atomic_write", "atomic_write_npz", "atomic_write_text", "cache_dir"]
 
 CACHE_ENV = "ZEROSUM_CACHE"
 
