@@ -30,14 +30,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 AIM_SHARE = 0.10
 
 
 def is_campaign(path: Path) -> bool:
-    return "campaign" in (yaml.safe_load(path.read_text()) or {})
+    from zerosum.config import read_yaml
+
+    return "campaign" in read_yaml(path)
 
 
 def eval_count(total_rounds: int, every_rounds: int | None) -> int:
@@ -75,10 +75,8 @@ def short_run(path: Path, every: int, tracking_uri: str) -> dict[str, float]:
             "setup_s": max(evals[0] - per_eval_s, 0.0)}
 
 
-def projected_share(path: Path, measured: dict[str, float]) -> dict[str, float]:
-    from zerosum.config import load_job
-
-    spec = load_job(path)
+def projected_share(spec, measured: dict[str, float]) -> dict[str, float]:
+    """The job's whole schedule (`spec`, as its file has it) at the short run's speeds."""
     total = spec.schedule.total_rounds
     evals = eval_count(total, spec.eval.every_rounds)
     train_s, eval_s = total * measured["s_per_round"], evals * measured["s_per_eval"]
@@ -97,23 +95,25 @@ def main() -> int:
     jobs = args.jobs or sorted(p for p in (REPO / "jobs").glob("*.yaml") if not is_campaign(p))
     print(f"{'job':32} {'rounds':>6} {'evals':>5} {'s/round':>8} {'s/eval':>7} {'setup s':>7} "
           f"{'train s':>8} {'eval s':>7} {'share':>6}")
-    tracking_uri = f"sqlite:///{tempfile.mkdtemp(prefix='eval-share-')}/mlflow.db"
-    for path in jobs:
-        from zerosum.config import load_job
+    from zerosum.config import load_job
 
-        if not load_job(path).eval.metrics:
-            print(f"{path.name:32} no eval metrics: no evals")
-            continue
-        try:
-            measured = short_run(path, args.every, tracking_uri)
-        except Exception as err:  # one job's failure should not hide the others' figures
-            print(f"{path.name:32} failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
-            continue
-        row = projected_share(path, measured)
-        flag = "" if row["share"] <= AIM_SHARE else "  over the aim"
-        print(f"{path.name:32} {row['rounds']:6d} {row['evals']:5d} {measured['s_per_round']:8.4f} "
-              f"{measured['s_per_eval']:7.2f} {measured['setup_s']:7.1f} {row['train_s']:8.0f} "
-              f"{row['eval_s']:7.0f} {row['share']:6.1%}{flag}")
+    with tempfile.TemporaryDirectory(prefix="eval-share-") as store:
+        tracking_uri = f"sqlite:///{store}/mlflow.db"
+        for path in jobs:
+            spec = load_job(path)
+            if not spec.eval.metrics:
+                print(f"{path.name:32} no eval metrics: no evals")
+                continue
+            try:
+                measured = short_run(path, args.every, tracking_uri)
+            except Exception as err:  # one job's failure should not hide the others' figures
+                print(f"{path.name:32} failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
+                continue
+            row = projected_share(spec, measured)
+            flag = "" if row["share"] <= AIM_SHARE else "  over the aim"
+            print(f"{path.name:32} {row['rounds']:6d} {row['evals']:5d} {measured['s_per_round']:8.4f} "
+                  f"{measured['s_per_eval']:7.2f} {measured['setup_s']:7.1f} {row['train_s']:8.0f} "
+                  f"{row['eval_s']:7.0f} {row['share']:6.1%}{flag}")
     print(f"aim: share at most {AIM_SHARE:.0%} by default (reported, not asserted); "
           "share = n_evals x s/eval / (rounds x s/round + n_evals x s/eval)")
     return 0

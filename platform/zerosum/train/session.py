@@ -5,7 +5,7 @@ data-parallel training, for the checkpoint to resume from, for its shard of a st
 dataset (`data.streaming`), and to report. Ray
 Train workers use `RayTrainSession`; single-process Tune trials use
 `zerosum.tune.trial.TuneSession`; `LocalSession` runs the loop in the calling process
-(tests, benchmarks). The loop never asks which one it has.
+(tests, benchmarks). Both build on `InProcessSession`. The loop never asks which one it has.
 """
 
 from __future__ import annotations
@@ -68,8 +68,27 @@ class RayTrainSession:
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
 
 
-class LocalSession:
-    """The loop in this process, rank 0 of 1, without Ray Train (tests and benchmarks).
+class InProcessSession:
+    """The loop in the calling process: rank 0 of 1 on `device`, no DDP wrapper, the whole
+    streamed dataset read by Ray Data from here. Subclasses say where checkpoints come from
+    and reports go (`LocalSession`, `zerosum.tune.trial.TuneSession`)."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, device: torch.device | None = None):
+        self.device = device if device is not None else torch.device("cpu")
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device)
+
+    def dataset_shard(self, data: DataSpec, seed: int):
+        from zerosum.streaming import streamed_dataset
+
+        return streamed_dataset(data, seed)
+
+
+class LocalSession(InProcessSession):
+    """The loop in this process without Ray Train or Tune (tests and benchmarks).
 
     Reported checkpoints are kept as Ray Train keeps them, each in
     `storage/<folder name>` (copied out of the loop's temporary folder), and every
@@ -78,25 +97,14 @@ class LocalSession:
     storage: where checkpoints go; None keeps the reports' metrics only.
     resume_from: the checkpoint folder `get_checkpoint` returns (None: a fresh run)."""
 
-    rank, world_size = 0, 1
-
     def __init__(self, storage: Path | None = None, resume_from: Path | None = None,
                  device: torch.device | None = None):
-        self.device = device if device is not None else torch.device("cpu")
+        super().__init__(device)
         self.storage, self.resume_from = storage, resume_from
         self.reports: list[dict[str, Any]] = []
 
-    def prepare_model(self, model: nn.Module) -> nn.Module:
-        return model.to(self.device)
-
     def get_checkpoint(self):
         return None if self.resume_from is None else ray.train.Checkpoint(str(self.resume_from))
-
-    def dataset_shard(self, data: DataSpec, seed: int):
-        """The whole streamed dataset (rank 0 of 1), read by Ray Data from this process."""
-        from zerosum.streaming import streamed_dataset
-
-        return streamed_dataset(data, seed)
 
     def report(self, metrics: dict[str, Any], checkpoint) -> None:
         name = folder_name(int(metrics["round"]), int(metrics.get("health/rollbacks", 0)))

@@ -1,6 +1,6 @@
 """What one Tune trial runs: the training loop of `zerosum run`, under a Tune session.
 
-A trial is either a single process (`TuneSession`, a LocalSession whose checkpoints go through
+A trial is either a single process (`TuneSession`: rank 0 of 1, checkpoints through
 `ray.tune.report`), which is what PBT needs, or a Ray Train driver that fits a
 TorchTrainer whose reports reach Tune through `TuneReportCallback`. Both run
 `zerosum.train.loop.train_worker`; there is no second loop.
@@ -39,7 +39,7 @@ from zerosum.outbox import Outbox, fail_fast_requests
 from zerosum.records import RECORD_FILE, FolderRecord
 from zerosum.tracking import RunLogger, TrackedRun, outbox_sender
 from zerosum.train.loop import train_worker
-from zerosum.train.session import LocalSession
+from zerosum.train.session import InProcessSession
 from zerosum.tune.campaign import Campaign
 from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY, REPORT_FILE, REPORTER_FOLDER, TRAIN_FOLDER
 
@@ -127,7 +127,7 @@ class ObjectiveReporter:
         atomic_write_text(json.dumps(self.entry(completed)), Path(folder) / REPORT_FILE)
 
 
-class TuneSession(LocalSession):
+class TuneSession(InProcessSession):
     """The loop's Session for a single-process Tune trial: rank 0 of 1, its checkpoints
     and reports through Tune."""
 
