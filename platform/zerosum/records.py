@@ -51,10 +51,19 @@ def is_record_of(record: FolderRecord, kind: str, name: str) -> bool:
 
 
 def new_folder(root: Path, name: str) -> Path:
-    """`<root>/<name>-<YYYYmmdd-HHMMSS>`, created; never an existing one."""
-    folder = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder.mkdir(parents=True, exist_ok=False)
-    return folder
+    """`<root>/<name>-<YYYYmmdd-HHMMSS>`, created; never an existing one. Runs of one job
+    started within the same second (two shells, a script's loop) get `-2`, `-3`, ...:
+    mkdir's failure on an existing name is the lock, so two processes never share one."""
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root.mkdir(parents=True, exist_ok=True)
+    folder, attempt = root / stem, 1
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            attempt += 1
+            folder = root / f"{stem}-{attempt}"
 
 
 def latest_folder(root: Path, name: str, kind: str, field: str) -> Path:
