@@ -95,6 +95,7 @@ SSIM_MIN_SIDE = 11
 ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
 OUTPUT_NAMES = ("tanh", "sigmoid", "identity")
 OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
+LR_DECAY_NAMES = ("constant", "linear", "cosine")
 EVAL_METRICS = ("fid", "kid", "mmd", "modes", "classes", "psnr", "ssim", "accuracy")
 # Metrics of translation against a paired target (psnr, ssim) or the input's label (accuracy);
 # the others compare two distributions, which is all `zerosum eval` is given.

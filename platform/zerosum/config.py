@@ -38,6 +38,7 @@ from zerosum.catalog import (
     KID_SUBSET_SIZE,
     KID_SUBSETS,
     LOSS_NAMES,
+    LR_DECAY_NAMES,
     METHOD_NAMES,
     MMD_PERMUTATIONS,
     OPTIMIZER_NAMES,
@@ -268,6 +269,11 @@ class OptimizerSpec(StrictModel):
 class OptimSpec(StrictModel):
     g: OptimizerSpec = Field(default_factory=OptimizerSpec)
     d: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    decay: Literal[LR_DECAY_NAMES] = Field(
+        "constant", description="both lrs over the run's rounds: kept, or falling to final_factor x lr "
+                                "in a straight line or on a half cosine")
+    final_factor: float = Field(0.0, ge=0.0, le=1.0, description="decay: the lrs' value at the last round, "
+                                                                 "as a share of optim.g.lr and optim.d.lr")
 
 
 class ScheduleSpec(StrictModel):

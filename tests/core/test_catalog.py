@@ -7,11 +7,11 @@ import torch
 
 from evals.metrics import FEATURE_METRICS
 from zerosum import catalog
-from zerosum.config import DataSpec, DiscriminatorSpec, EvalSpec, GeneratorSpec, LossSpec, OptimizerSpec
+from zerosum.config import DataSpec, DiscriminatorSpec, EvalSpec, GeneratorSpec, LossSpec, OptimizerSpec, OptimSpec
 from zerosum.data import describe_dataset, load_dataset
 from zerosum.losses import d_loss, g_loss
 from zerosum.models import build_discriminator, build_generator
-from zerosum.train.build import OPTIMIZERS
+from zerosum.train.build import LR_DECAYS, OPTIMIZERS
 from zerosum_testing import SHARED_DATA
 
 
@@ -30,6 +30,10 @@ def test_config_choices_are_the_catalog():
 
 def test_every_optimizer_name_has_an_optimizer():
     assert tuple(OPTIMIZERS) == catalog.OPTIMIZER_NAMES
+
+
+def test_every_lr_decay_name_has_a_decay():
+    assert tuple(LR_DECAYS) == choices(OptimSpec, "decay") == catalog.LR_DECAY_NAMES
 
 
 @pytest.mark.parametrize("name", catalog.LOSS_NAMES)

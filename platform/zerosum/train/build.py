@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from zerosum.config import JobSpec, OptimizerSpec
+from zerosum.config import JobSpec, OptimizerSpec, OptimSpec
 from zerosum.latent import LatentCodes, SampledCodes
 from zerosum.models import build_discriminator, build_generator
 from zerosum.models.translation import PairDiscriminator, PatchDiscriminator, Translator, build_translator
@@ -97,6 +99,26 @@ def apply_optimizer_spec(optimizer: torch.optim.Optimizer, spec: OptimizerSpec) 
     values = optimizer_hyperparams(spec)
     for group in optimizer.param_groups:
         group.update(values)
+
+
+# Each lr decay as the multiplier of the spec's lrs at `progress` in [0, 1) of the run,
+# from 1 at the start to `final` at its end: the registry behind optim.decay.
+LR_DECAYS: dict[str, Callable[[float, float], float]] = {
+    "constant": lambda progress, final: 1.0,
+    "linear": lambda progress, final: 1.0 - (1.0 - final) * progress,
+    "cosine": lambda progress, final: final + (1.0 - final) * (1.0 + math.cos(math.pi * progress)) / 2.0,
+}
+
+
+def lr_decay_factor(spec: OptimSpec, rounds_done: int, total_rounds: int) -> float:
+    """What the lrs are multiplied by in the round after `rounds_done` of `total_rounds`.
+
+    Progress is rounds_done / total_rounds, as torch's LinearLR and CosineAnnealingLR count
+    steps: the first round trains at the spec's lrs, and the last at a factor one round's
+    step above `optim.final_factor`. A function of the round, not a stateful scheduler, so
+    a resume, a rollback or a PBT exploit lands on the right lr without a scheduler state.
+    """
+    return LR_DECAYS[spec.decay](rounds_done / total_rounds, spec.final_factor)
 
 
 def generator_input_dim(spec: JobSpec) -> int:

@@ -37,10 +37,11 @@ from zerosum.evaluation.evaluator import Evaluator
 from zerosum.methods import PhaseContext
 from zerosum.streaming import StreamedBatches, stream_description, stream_rows
 from zerosum.train import checkpoint as ckpt
+from zerosum.train.build import lr_decay_factor
 from zerosum.train.ema import ema_decay_at
 from zerosum.train.health import Health
 from zerosum.train.session import RayTrainSession, Session
-from zerosum.train.state import WorkerState, build_worker_state, restore_worker_state
+from zerosum.train.state import WorkerState, build_worker_state, restore_worker_state, set_learning_rates
 from zerosum.train.steps import MetricWindow, run_phase, run_round, update_ema
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,13 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
     meter = ThroughputMeter(reals_per_round=batches_per_round(state, sched) * sched.batch_size * world_size)
     window, metrics = MetricWindow(), {}
     last_reported = state.rounds_done  # a restored checkpoint counts as reported
+    decaying, lr_factor = spec.optim.decay != "constant", 1.0
     while state.rounds_done < sched.total_rounds:
         round_index = state.rounds_done + 1
         maybe_inject_fault(config.get("fault"), round_index, rank, state)
+        if decaying:
+            lr_factor = lr_decay_factor(spec.optim, state.rounds_done, sched.total_rounds)
+            set_learning_rates(state, spec, health.lr_scale * lr_factor)
         with meter.timing():
             window.add(train_one_round(state, batches, sched, ctx))
             if state.ema is not None:
@@ -175,6 +180,8 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
             throughput = meter.read_and_reset()
             # The one host read of the interval's training metrics.
             metrics = window.read() | throughput | memory.read()
+            if decaying:  # the factor of the interval's last round, rollbacks' cuts left out
+                metrics["optim/lr_factor"] = lr_factor
             if logger is not None:
                 logger.log_metrics(metrics, round_index)
         if evaluator.due(round_index):
