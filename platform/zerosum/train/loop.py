@@ -161,13 +161,12 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
     meter = ThroughputMeter(reals_per_round=batches_per_round(state, sched) * sched.batch_size * world_size)
     window, metrics = MetricWindow(), {}
     last_reported = state.rounds_done  # a restored checkpoint counts as reported
-    decaying, lr_factor = spec.optim.decay != "constant", 1.0
+    decaying = spec.optim.decay != "constant"
     while state.rounds_done < sched.total_rounds:
         round_index = state.rounds_done + 1
         maybe_inject_fault(config.get("fault"), round_index, rank, state)
         if decaying:
-            lr_factor = lr_decay_factor(spec.optim, state.rounds_done, sched.total_rounds)
-            set_learning_rates(state, spec, health.lr_scale * lr_factor)
+            set_learning_rates(state, spec, health.lr_scale)
         with meter.timing():
             window.add(train_one_round(state, batches, sched, ctx))
             if state.ema is not None:
@@ -181,7 +180,7 @@ def train_worker(config: dict[str, Any], session: Session, logger=None) -> None:
             # The one host read of the interval's training metrics.
             metrics = window.read() | throughput | memory.read()
             if decaying:  # the factor of the interval's last round, rollbacks' cuts left out
-                metrics["optim/lr_factor"] = lr_factor
+                metrics["optim/lr_factor"] = lr_decay_factor(spec.optim, round_index - 1, sched.total_rounds)
             if logger is not None:
                 logger.log_metrics(metrics, round_index)
         if evaluator.due(round_index):

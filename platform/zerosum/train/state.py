@@ -13,7 +13,7 @@ from torch import nn
 from zerosum.config import JobSpec
 from zerosum.methods import Method, method_for
 from zerosum.train import checkpoint as ckpt
-from zerosum.train.build import NoiseSource, apply_optimizer_spec, build_optimizer, noise_source_for
+from zerosum.train.build import NoiseSource, apply_optimizer_spec, build_optimizer, lr_decay_factor, noise_source_for
 from zerosum.train.session import Session
 from zerosum.train.steps import make_ema, unwrap
 
@@ -158,11 +158,13 @@ def load_model_state(state: WorkerState, saved: dict[str, Any]) -> None:
 
 def set_learning_rates(state: WorkerState, spec: JobSpec, lr_scale: float = 1.0) -> None:
     """The spec's optimiser hyperparameters on every param group, lrs times `lr_scale`
-    (what rollbacks have cut them to)."""
+    (what rollbacks have cut them to) and optim.decay's factor for the round after
+    `state.rounds_done`, so a resume or a rollback lands on the decayed lr at once."""
+    factor = lr_scale * lr_decay_factor(spec.optim, state.rounds_done, spec.schedule.total_rounds)
     for side, optimizer in state.optimizers.items():
         apply_optimizer_spec(optimizer, getattr(spec.optim, side))
         for group in optimizer.param_groups:
-            group["lr"] *= lr_scale
+            group["lr"] *= factor
 
 
 def restore_worker_state(state: WorkerState, spec: JobSpec, session: Session) -> list[str]:
