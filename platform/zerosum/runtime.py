@@ -20,6 +20,16 @@ RAY_LOG = "ray.log"
 RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.data")
 
 
+# Ray counts resources in ten-thousandths of a unit (a request of 0.33333 CPU is 0.3333).
+RAY_RESOURCE_UNITS = 10_000
+
+
+def ray_units(amount: float) -> int:
+    """`amount` of a resource (CPUs, GPUs) in Ray's fixed-point units: sums and quotients of
+    these are exact, as Ray's own accounting is, where floats land a hair off."""
+    return round(amount * RAY_RESOURCE_UNITS)
+
+
 def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard: bool = False) -> str | None:
     """Connect to RAY_ADDRESS if set, else to the `zerosum up` head, else start a local
     Ray instance. -> a note for the run's summary when it attached to the `zerosum up` head.

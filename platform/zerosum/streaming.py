@@ -50,6 +50,7 @@ from zerosum.data import (
 )
 from zerosum.errors import DataError
 from zerosum.files import atomic_write, cache_dir
+from zerosum.runtime import ray_units
 
 STREAM = "train"  # the name of the streamed dataset, for the trainer and get_dataset_shard
 IDX_ROWS_PER_BLOCK = 2_000  # 1.6 MB of MNIST per read task: small blocks, a few in flight
@@ -215,18 +216,30 @@ def stream_config():
     return DataConfig(execution_options=options)
 
 
-def spare_cpu_problem(spec: JobSpec, cluster_cpus: float) -> str | None:
-    """Why Ray Data could not read a streamed job's data on this cluster, or None. Its read and
-    decode tasks need a CPU that the Ray Train workers do not hold; without one they wait for
-    ever, and the run hangs at round 0."""
+def spare_cpu_problem(cluster_cpus: float, held_cpus: float, holders: str, taken: str, remedy: str) -> str | None:
+    """Why Ray Data could not read streamed data on this cluster, or None: what trains (a run's
+    Ray Train workers, a campaign's trials) holds `held_cpus` of `cluster_cpus`, and Ray Data's
+    read and decode tasks need a whole CPU besides. Without one they wait for ever, and training
+    hangs at round 0. Tune's placement groups do not take them in: with the trials holding every
+    CPU, even a trial whose group held a spare bundle never got a block (docs/speed.md).
+
+    holders: who holds the CPUs ("workers", "trials"); taken: how `held_cpus` adds up, in the
+    fields that set it; remedy: what to change, and to what."""
+    if ray_units(cluster_cpus - held_cpus) >= ray_units(1):
+        return None
+    return (f"data.streaming: Ray Data needs a CPU the {holders} do not hold; the cluster has {cluster_cpus:g}, "
+            f"{taken}. {remedy}")
+
+
+def run_cpu_problem(spec: JobSpec, cluster_cpus: float) -> str | None:
+    """`spare_cpu_problem` for `zerosum run`: its Ray Train workers hold their CPUs."""
     if not spec.data.streaming:
         return None
-    held = spec.scaling.num_workers * spec.scaling.cpus_per_worker
-    if cluster_cpus - held >= 1:
-        return None
-    return (f"data.streaming: Ray Data needs a CPU the workers do not hold; the cluster has {cluster_cpus:g}, "
-            f"scaling takes {held:g} ({spec.scaling.num_workers} workers x {spec.scaling.cpus_per_worker:g}). "
-            f"Lower scaling.num_workers or scaling.cpus_per_worker, or add CPUs")
+    scaling = spec.scaling
+    held = scaling.num_workers * scaling.cpus_per_worker
+    return spare_cpu_problem(cluster_cpus, held, "workers",
+                             f"scaling takes {held:g} ({scaling.num_workers} workers x {scaling.cpus_per_worker:g})",
+                             "Lower scaling.num_workers or scaling.cpus_per_worker, or add CPUs")
 
 
 # --------------------------------------------------------------------------- batching

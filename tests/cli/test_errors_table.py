@@ -347,6 +347,28 @@ def case_tune_not_a_campaign(tmp_path):
     write_yaml(tmp_path / "base.yaml", RING8_JOB)
 
 
+@pytest.fixture
+def case_tune_streaming_no_spare_cpu(tmp_path, monkeypatch, empty_store_in_tmp_path):
+    """A campaign of 2 single-process trials over a job that streams a folder of PNGs, and Ray
+    stood in for: `init_ray` does nothing and the cluster has 2 CPUs, which the trials fill."""
+    import ray
+
+    import zerosum.runtime
+
+    write_pngs(tmp_path / "pngs", [(8, 8)] * 4)
+    write_yaml(tmp_path / "base.yaml", {
+        "name": "streamed-folder", "data": {"name": "folder", "root": "pngs", "image_size": 8, "channels": 1,
+                                            "streaming": True},
+        "model": {"g": {"arch": "dcgan", "z_dim": 4, "base_channels": 4}, "d": {"arch": "dcgan", "base_channels": 4}},
+        "schedule": {"batch_size": 2, "max_rounds": 4},
+        "eval": {"every_rounds": 2, "num_samples": 4, "metrics": ["mmd"], "features": "identity"}})
+    write_yaml(tmp_path / "stream.yaml", {"campaign": {
+        "base": "base.yaml", "search_space": {"optim.d.lr": {"choice": [1.0e-4, 2.0e-4]}},
+        "objective": {"metric": "eval/mmd2", "mode": "min"}, "num_samples": 2}})
+    monkeypatch.setattr(zerosum.runtime, "init_ray", lambda **kwargs: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+
+
 def write_suite(folder: Path, name: str, data: str, row: dict) -> None:
     """A benchmark suite of one row, measured on `data` (as tests/benchmark writes them)."""
     protocol = {"kind": "mixture", "data": data, "num_samples": 100, "source": "fjxmlzn/PacGAN"}

@@ -26,7 +26,7 @@ from zerosum.streaming import (
     folder_source,
     idx_paths,
     read_idx_rows,
-    spare_cpu_problem,
+    run_cpu_problem,
     stream_rows,
 )
 from zerosum_testing import JOBS, run_cli
@@ -121,8 +121,8 @@ def test_a_streamed_job_needs_a_cpu_the_workers_do_not_hold():
     job["data"] = {"name": "mnist", "root": "/nonexistent", "streaming": True}
     job["scaling"] |= {"num_workers": 2, "cpus_per_worker": 1}
     spec = validate_job(job, source="digits-dcgan.yaml", check_paths=False)
-    assert spare_cpu_problem(spec, cluster_cpus=3) is None
-    assert spare_cpu_problem(spec, cluster_cpus=2) == (
+    assert run_cpu_problem(spec, cluster_cpus=3) is None
+    assert run_cpu_problem(spec, cluster_cpus=2) == (
         "data.streaming: Ray Data needs a CPU the workers do not hold; the cluster has 2, scaling takes 2 "
         "(2 workers x 1). Lower scaling.num_workers or scaling.cpus_per_worker, or add CPUs")
 

@@ -14,7 +14,7 @@ from zerosum.config import job_to_yaml, load_job
 from zerosum.errors import ConfigError
 from zerosum.train import checkpoint as ckpt
 from zerosum.train.state import build_worker_state, restore_worker_state
-from zerosum.tune.campaign import describe_campaign, load_campaign
+from zerosum.tune.campaign import campaign_cpu_problem, describe_campaign, load_campaign, trials_at_once
 from zerosum.tune.champion import find_champion
 from zerosum.tune.report import COMPLETED, STOPPED, best_so_far, read_ledgers, trial_row, trials_csv
 from zerosum.tune.schema import LEDGER_FOLDER, OBJECTIVE_KEY, REPORT_FILE
@@ -181,6 +181,88 @@ def test_trial_spec_checkpoints_at_every_evaluation(tmp_path):
     spec = train.trial_spec({})
     assert (spec.scaling.num_workers, spec.scaling.cpus_per_worker, spec.scaling.use_gpu) == (2, 0.5, True)
     assert spec.checkpoint.keep is None
+
+
+# An MNIST job streamed through Ray Data (data.streaming), for the spare-CPU check; the check
+# reads no pixel, so the root need not exist.
+STREAMED_BASE = {
+    "name": "mnist-streamed",
+    "data": {"name": "mnist", "root": "/nonexistent", "streaming": True},
+    "model": {"g": {"arch": "dcgan", "z_dim": 16, "base_channels": 8}, "d": {"arch": "dcgan", "base_channels": 8}},
+    "schedule": {"batch_size": 32, "max_rounds": 20},
+    "eval": {"every_rounds": 10, "num_samples": 128, "metrics": ["mmd"], "features": "identity"},
+}
+STREAMED_CAMPAIGN = {"base": "base.yaml", "search_space": {"optim.d.lr": {"loguniform": [1.0e-5, 1.0e-2]}},
+                     "objective": {"metric": "eval/mmd2", "mode": "min"}, "num_samples": 4}
+
+
+def streamed_campaign(tmp_path, **changes):
+    return load_campaign(write_campaign(tmp_path, {**STREAMED_CAMPAIGN, **changes}, base=STREAMED_BASE),
+                         check_paths=False)
+
+
+def test_a_streamed_campaign_leaves_ray_data_a_cpu(tmp_path):
+    """Trials at once x CPUs each, against the cluster's CPUs less the one Ray Data needs."""
+    path = tmp_path / "tune-small.yaml"
+    # 4 single-process trials of 1 CPU and no limit: as many as fit run at once.
+    campaign = streamed_campaign(tmp_path)
+    assert trials_at_once(campaign, {"CPU": 2}) == (2, "2 that fit")
+    assert campaign_cpu_problem(campaign, {"CPU": 5}) is None  # 4 trials hold 4 of 5
+    assert campaign_cpu_problem(campaign, {"CPU": 2}) == (
+        f"{path}: data.streaming: Ray Data needs a CPU the trials do not hold; the cluster has 2, 2 trials at a "
+        "time take 2 (2 that fit x campaign.resources.cpus 1). Set campaign.max_concurrent_trials to 1, or lower "
+        "campaign.resources.cpus, or add CPUs")
+    # The limit the message asked for leaves the CPU.
+    assert campaign_cpu_problem(streamed_campaign(tmp_path, max_concurrent_trials=1), {"CPU": 2}) is None
+    # Ray counts in ten-thousandths: 20 trials of 0.1 CPU fill 2 CPUs; 10 leave one.
+    tenths = streamed_campaign(tmp_path, num_samples=30, resources={"cpus": 0.1})
+    assert trials_at_once(tenths, {"CPU": 2}) == (20, "20 that fit")
+    assert "Set campaign.max_concurrent_trials to 10," in campaign_cpu_problem(tenths, {"CPU": 2})
+    assert campaign_cpu_problem(streamed_campaign(tmp_path, num_samples=30, resources={"cpus": 0.1},
+                                                  max_concurrent_trials=10), {"CPU": 2}) is None
+    # One GPU each on a 1-GPU node: one trial at a time, whatever the CPUs.
+    gpus = streamed_campaign(tmp_path, resources={"cpus": 1, "gpus": 1})
+    assert trials_at_once(gpus, {"CPU": 2, "GPU": 1}) == (1, "1 that fit")
+    assert campaign_cpu_problem(gpus, {"CPU": 2, "GPU": 1}) is None
+    # ray-train: each trial's workers hold num_workers x cpus; its own process none.
+    ray_train = streamed_campaign(tmp_path, trial={"mode": "ray-train", "num_workers": 2}, max_concurrent_trials=1)
+    assert trials_at_once(ray_train, {"CPU": 3}) == (1, "campaign.max_concurrent_trials 1")
+    assert campaign_cpu_problem(ray_train, {"CPU": 3}) is None
+    assert campaign_cpu_problem(ray_train, {"CPU": 2}) == (
+        f"{path}: data.streaming: Ray Data needs a CPU the trials do not hold; the cluster has 2, 1 trial at a time "
+        "takes 2 (campaign.max_concurrent_trials 1 x campaign.trial.num_workers 2 x campaign.resources.cpus 1). "
+        "Lower campaign.trial.num_workers or campaign.resources.cpus, or add CPUs")
+    # PBT runs its population at once (4 of 1 CPU on 4), so the population is what must shrink.
+    pbt = streamed_campaign(tmp_path, scheduler={"name": "pbt", "perturbation_interval_rounds": 10})
+    assert "Shrink PBT's population to 3 trials (campaign.num_samples)" in campaign_cpu_problem(pbt, {"CPU": 4})
+    # Nothing streamed, or streaming only where the search space turns it on.
+    assert campaign_cpu_problem(load_campaign(write_campaign(tmp_path)), {"CPU": 1}) is None
+    searched = {"data.streaming": {"choice": [False, True]}}
+    unstreamed = {**STREAMED_BASE, "data": {**STREAMED_BASE["data"], "streaming": False}}
+    campaign = load_campaign(write_campaign(tmp_path, {**STREAMED_CAMPAIGN, "search_space": searched},
+                                            base=unstreamed), check_paths=False)
+    assert campaign_cpu_problem(campaign, {"CPU": 2}) is not None
+
+
+def test_a_campaign_without_a_cpu_for_ray_data_ends_its_parent_run_failed(tmp_path, monkeypatch,
+                                                                            empty_store_in_tmp_path):
+    """The refusal comes after Ray is up and the parent run has started (what `zerosum run`
+    does for a run): the parent run is not left RUNNING."""
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    import zerosum.runtime
+    from zerosum.tune.driver import run_campaign
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{empty_store_in_tmp_path}")
+    monkeypatch.setattr(zerosum.runtime, "init_ray", lambda **kwargs: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(ConfigError, match=r"data.streaming: Ray Data needs a CPU the trials do not hold"):
+        run_campaign(streamed_campaign(tmp_path))
+    client = MlflowClient()
+    (parent,) = client.search_runs([client.get_experiment_by_name("mnist-streamed").experiment_id])
+    assert parent.info.status == "FAILED" and parent.data.tags["zerosum.kind"] == "campaign"
 
 
 def test_pbt_restore_keeps_optimizer_state_but_applies_the_trials_new_lrs(tmp_path):

@@ -117,9 +117,9 @@ def check_spare_cpu(spec: JobSpec, run: TrackedRun) -> None:
     (the run's MLflow run ends FAILED, with nothing trained)."""
     import ray
 
-    from zerosum.streaming import spare_cpu_problem
+    from zerosum.streaming import run_cpu_problem
 
-    problem = spare_cpu_problem(spec, ray.cluster_resources().get("CPU", 0.0))
+    problem = run_cpu_problem(spec, ray.cluster_resources().get("CPU", 0.0))
     if problem:
         run.end("FAILED")
         raise ConfigError(problem)

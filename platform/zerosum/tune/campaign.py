@@ -45,6 +45,7 @@ from zerosum.config import (
     validate_job,
 )
 from zerosum.errors import ConfigError
+from zerosum.runtime import ray_units
 from zerosum.tune.schema import (
     CONTINUOUS,
     METRIC_SOURCES,
@@ -313,6 +314,70 @@ def trial_policy(job: dict[str, Any], trial: TrialSpec, resources: ResourcesSpec
         job["checkpoint"]["keep"] = None
     else:
         job["scaling"]["num_workers"] = 1
+
+
+def trial_holds(campaign: Campaign) -> dict[str, float]:
+    """What one running trial holds of the cluster: its process's CPUs and GPUs (trial.mode
+    single), or its Ray Train workers' (ray-train: the trial's own process asks for no CPU, and
+    `trial_policy`'s use_gpu gives each worker a whole GPU)."""
+    spec = campaign.spec
+    if spec.trial.mode == "single":
+        return {"CPU": spec.resources.cpus, "GPU": spec.resources.gpus}
+    workers = spec.trial.num_workers
+    return {"CPU": workers * spec.resources.cpus, "GPU": float(workers) if spec.resources.gpus > 0 else 0.0}
+
+
+def trials_at_once(campaign: Campaign, cluster: dict[str, float]) -> tuple[int, str]:
+    """(how many trials hold resources at the same time, which bound that is): the fewest of
+    campaign.max_concurrent_trials, the campaign's trials, and those that fit on `cluster`
+    (Ray's cluster_resources()): Tune starts a trial, and Ray Train a ray-train trial's
+    workers, wherever their request fits, so an unset limit fills the cluster."""
+    # In Ray's own units: 2 CPUs hold 20 trials of 0.1 CPU, where float division can land a hair under.
+    fit = min(ray_units(cluster.get(name, 0.0)) // ray_units(amount)
+              for name, amount in trial_holds(campaign).items() if ray_units(amount) > 0)
+    limit, count = campaign.spec.max_concurrent_trials, campaign.trial_count()
+    bounds = ([(limit, f"campaign.max_concurrent_trials {limit}")] if limit else []) + [
+        (count, f"{count} in the campaign"), (fit, f"{fit} that fit")]
+    return min(bounds, key=lambda bound: bound[0])  # the first of equals: the field that set it
+
+
+def campaign_streams(campaign: Campaign) -> bool:
+    """Can a trial stream its data: the base job does, or the search space can turn it on."""
+    return campaign.base.data.streaming or any(
+        ["data", "streaming"] in campaign.targets[key] and any(value is True for value in domain.candidates())
+        for key, domain in campaign.spec.search_space.items())
+
+
+def campaign_cpu_problem(campaign: Campaign, cluster: dict[str, float]) -> str | None:
+    """Why a streamed campaign's trials would leave Ray Data no CPU on `cluster` (Ray's
+    cluster_resources()), or None: `streaming.spare_cpu_problem` for the trials that run at
+    once, with what would work (fewer at once, fewer CPUs each, or more CPUs)."""
+    # Imported here: streaming imports torch, and `zerosum tune --dry-run` stays without it.
+    from zerosum.streaming import spare_cpu_problem
+
+    if not campaign_streams(campaign):
+        return None
+    spec, cpus = campaign.spec, cluster.get("CPU", 0.0)
+    per_trial = trial_holds(campaign)["CPU"]
+    count, bound = trials_at_once(campaign, cluster)
+    each = f"campaign.resources.cpus {spec.resources.cpus:g}"
+    lower = "campaign.resources.cpus"
+    if spec.trial.mode == "ray-train":
+        each = f"campaign.trial.num_workers {spec.trial.num_workers} x {each}"
+        lower = "campaign.trial.num_workers or campaign.resources.cpus"
+    # The most trials at once that leave a whole CPU free.
+    leaving_one = max(ray_units(cpus) - ray_units(1), 0) // max(ray_units(per_trial), 1)
+    if leaving_one and isinstance(spec.scheduler, PbtSpec):
+        # PBT runs its whole population at once (check_pbt): the population itself must shrink.
+        remedy = f"Shrink PBT's population to {leaving_one} trials (campaign.num_samples), or lower {lower}"
+    elif leaving_one:
+        remedy = f"Set campaign.max_concurrent_trials to {leaving_one}, or lower {lower}"
+    else:
+        remedy = f"Lower {lower}"
+    held = count * per_trial
+    taken = f"1 trial at a time takes {held:g}" if count == 1 else f"{count} trials at a time take {held:g}"
+    problem = spare_cpu_problem(cpus, held, "trials", f"{taken} ({bound} x {each})", f"{remedy}, or add CPUs")
+    return problem and f"{campaign.source}: {problem}"
 
 
 def describe_campaign(campaign: Campaign) -> str:

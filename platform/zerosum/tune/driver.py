@@ -19,11 +19,11 @@ from typing import Any
 import yaml
 
 from zerosum.config import flatten, job_to_dict
-from zerosum.errors import ZerosumError, first_line
+from zerosum.errors import ConfigError, ZerosumError, first_line
 from zerosum.files import atomic_write_text
 from zerosum.records import RECORD_FILE, FolderRecord, latest_folder, new_folder
 from zerosum.tracking import TrackedRun
-from zerosum.tune.campaign import Campaign, load_campaign
+from zerosum.tune.campaign import Campaign, campaign_cpu_problem, load_campaign
 from zerosum.tune.champion import Champion, find_champion, register_champion
 from zerosum.tune.report import ERRORED, PLOTS, STOPPED, TrialRow, plot_best_so_far, read_ledgers, trial_row, trials_csv
 from zerosum.tune.schedulers import build_scheduler, build_searcher
@@ -158,6 +158,18 @@ def build_tuner(campaign: Campaign, folder: Path, record: FolderRecord, resume: 
 # --------------------------------------------------------------------------- run and finish
 
 
+def check_spare_cpu(campaign: Campaign, parent: TrackedRun) -> None:
+    """A ConfigError, before any trial starts, when a streamed campaign's trials would leave
+    Ray Data no CPU (the parent run ends FAILED, with nothing trained), as `zerosum run` refuses
+    a streamed job whose workers would (train/driver.check_spare_cpu)."""
+    import ray
+
+    problem = campaign_cpu_problem(campaign, ray.cluster_resources())
+    if problem:
+        parent.end("FAILED")
+        raise ConfigError(problem)
+
+
 def run_campaign(campaign: Campaign, resume: bool = False, verbose: bool = False) -> CampaignResult:
     """Run (or resume) the campaign on Ray Tune and record it in MLflow."""
     from zerosum import tracking
@@ -169,6 +181,7 @@ def run_campaign(campaign: Campaign, resume: bool = False, verbose: bool = False
     folder, record = prepare_campaign(campaign, resume, tracking.resolve_tracking_uri())
     parent = TrackedRun(record.tracking_uri, record.run_id)
     ray_note = init_ray(log_dir=folder, verbose=verbose, with_dashboard=campaign.spec.trial.mode == "ray-train")
+    check_spare_cpu(campaign, parent)
     tuner = build_tuner(campaign, folder, record, resume)
     try:
         results = tuner.fit()
