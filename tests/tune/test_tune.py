@@ -152,3 +152,41 @@ def test_killed_campaign_resumes_into_the_same_parent_run(workdir):
                                   filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
     assert len(children) == 4
     assert len(client.search_runs([parent.info.experiment_id], filter_string="tags.`zerosum.kind` = 'campaign'")) == 1
+
+
+def test_a_streamed_job_trains_inside_a_trial(workdir, shared_data, monkeypatch):
+    """data.streaming in a single-process trial: the trial reads MNIST through Ray Data from
+    its own process (InProcessSession.dataset_shard), on the session's 2-CPU head, where the
+    trial holds 1 CPU and leaves Ray Data the other."""
+    # A cache of the test's own: Ray Data's read tasks inflate MNIST's gzipped training split
+    # there (streaming.seekable_idx), which nothing on the in-memory path does; the workers of
+    # the head see it, since zerosum forwards ZEROSUM_* to them.
+    cache = workdir / "cache"
+    monkeypatch.setenv("ZEROSUM_CACHE", str(cache))
+    limit, batch, rounds = 1000, 32, 20
+    spec = write_campaign(workdir, "streamed", {
+        "search_space": {"optim.d.lr": {"choice": [2e-4]}}, "objective": {"metric": "eval/mmd2", "mode": "min"},
+        "num_samples": 1, "tracking": {"register_as": "streamed-champ"}},
+        data={"name": "mnist", "root": str(shared_data / "mnist"), "streaming": True, "limit": limit},
+        model={"g": {"arch": "dcgan", "z_dim": 16, "base_channels": 8, "output": "tanh"},
+               "d": {"arch": "dcgan", "base_channels": 8}},
+        schedule={"batch_size": batch, "max_rounds": rounds, "log_every_rounds": 10},
+        eval={"every_rounds": 10, "num_samples": 128, "metrics": ["mmd"], "features": "identity",
+              "mmd_permutations": 20})
+    # About 35 s on 2 shared cores; a trial whose read tasks never run hangs, and fails here.
+    out = run_cli("tune", str(spec), cwd=workdir, timeout=180)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    folder = campaign_folder(workdir, "streamed")
+    (row,) = trials_table(folder)
+    assert row["status"] == "completed" and row["rounds"] == str(rounds), row
+    (entries,) = ledger(folder).values()
+    assert [e["round"] for e in entries] == [10, 20]
+    # Each report trained on real images: 10 rounds of batch 32 took a measurable time.
+    assert all(e["metrics"]["perf/real_samples_per_s"] > 0 and "eval/mmd2" in e["metrics"] for e in entries)
+    stamps = [json.loads(p.read_text()) for p in folder.glob("trial_*/checkpoint_*/report.json")]
+    assert sorted(s["round"] for s in stamps) == [10, 20]
+    assert "models:/streamed-champ@champion" in out.stdout
+    # The data came through the stream: the read tasks inflated the training split (images
+    # and labels) into the cache, and only that split (the eval's reals are the test split).
+    inflated = sorted(p.name.split("-")[0] for p in (cache / "idx").iterdir())
+    assert inflated == ["train", "train"], inflated
