@@ -33,7 +33,7 @@ def loaded_after(code: str) -> set[str]:
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("module", ["zerosum.models", "zerosum.losses", "zerosum.train.steps",
+@pytest.mark.parametrize("module", ["zerosum.models", "zerosum.losses", "zerosum.methods", "zerosum.train.steps",
                                     "zerosum.train.build", "zerosum.catalog", "zerosum.config"])
 def test_core_modules_import_no_ray_or_mlflow(module):
     assert not loaded_after(f"import {module}") & {"ray", "mlflow"}
