@@ -102,6 +102,18 @@ def test_bad_suites_are_one_line_naming_the_field(tmp_path):
         load_suite(tmp_path / "nope.yaml")
 
 
+def test_rows_picks_the_named_rows_in_the_suite_files_order():
+    from zerosum.benchmark.suite import select_rows
+
+    suite = load_suite(BENCHMARKS / "ring8.yaml")
+    names = [row.name for row in suite.spec.rows]
+    picked = select_rows(suite, [names[2], names[0]])
+    assert [row.name for row in picked.spec.rows] == [names[0], names[2]]
+    assert picked.published == suite.published and len(suite.spec.rows) == len(names)
+    with pytest.raises(ConfigError, match=r"^--rows: ring8.yaml has no row 'pacgan9'; its rows: 'gan', "):
+        select_rows(suite, ["pacgan9"])
+
+
 def test_a_finished_tuning_campaign_of_the_same_file_is_reused(tmp_path):
     from zerosum.benchmark.runner import finished_tuning
     from zerosum.records import FolderRecord

@@ -392,6 +392,11 @@ def case_benchmark_tuned_on_a_reported_seed(tmp_path):
 
 
 @pytest.fixture
+def case_benchmark_no_such_row(ring8_job, tmp_path):
+    write_suite(tmp_path, "ring.yaml", "ring8", {"name": "gan", "job": "ring8.yaml"})
+
+
+@pytest.fixture
 def case_submit_no_such_spec(ring8_job):
     pass  # ring8.yaml is there; ring8.yml is not
 

@@ -184,6 +184,19 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> Suite:
     return suite
 
 
+def select_rows(suite: Suite, names: list[str]) -> Suite:
+    """The suite with only the rows named (`zerosum benchmark --rows`), in the suite file's
+    order: to run again one row whose job changed, without training the others. Raises
+    ConfigError for a name the suite does not have, listing those it has."""
+    known = [row.name for row in suite.spec.rows]
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"--rows: {suite.source.name} has no row {name!r}; its rows: "
+                              + ", ".join(repr(k) for k in known))
+    rows = [row for row in suite.spec.rows if row.name in names]
+    return Suite(suite.spec.model_copy(update={"rows": rows}), suite.source, suite.published)
+
+
 def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str]]:
     """(`suite.*` overrides, every other one): the first edit the suite, the rest every row's job."""
     suite_sets = [o for o in overrides or [] if o.strip().startswith("suite.")]

@@ -1,4 +1,4 @@
-"""`zerosum benchmark SUITE [--seeds N] [--set ...]` and `zerosum benchmark --report`.
+"""`zerosum benchmark SUITE [--seeds N] [--rows NAME ...] [--set ...]` and `zerosum benchmark --report`.
 
 A suite (`benchmarks/*.yaml`) trains its rows on its seeds, scores them with a paper's
 protocol and writes a table beside the published rows (see `zerosum.benchmark`).
@@ -25,10 +25,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ConfigError("benchmark: give a SUITE file (benchmarks/*.yaml), or --report")
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
-    from zerosum.benchmark.suite import load_suite, split_overrides
+    from zerosum.benchmark.suite import load_suite, select_rows, split_overrides
 
     suite_sets, job_sets = split_overrides(args.overrides)
     suite = load_suite(args.suite, suite_sets)
+    if args.rows:
+        suite = select_rows(suite, args.rows)
     if args.seeds is not None and args.seeds > len(suite.spec.seeds):
         raise ConfigError(f"--seeds: {suite.source.name} reports {len(suite.spec.seeds)} seeds; got {args.seeds}")
     if args.dry_run:
@@ -73,6 +75,8 @@ def register_commands(commands) -> None:
                                             "MLflow runs) beside the published rows.")
     bench.add_argument("suite", type=Path, nargs="?", help="suite file (benchmarks/*.yaml)")
     bench.add_argument("--seeds", type=int, help="report only the suite's first N seeds")
+    bench.add_argument("--rows", action="append", metavar="NAME",
+                       help="train and table only this row (its name in the suite file); repeatable")
     add_set_argument(bench, "override every row's job field (schedule.max_rounds=200) or a suite field "
                             "(suite.protocol.num_samples=500); repeatable")
     bench.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"suite folders (default {DEFAULT_OUT})")
