@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP      := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint test-all browser bench gpu-test clean
+.PHONY: demo test lint test-all browser bench gpu-test gpu-wheels clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ lint: $(TEST_STAMP)
 
 gpu-test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -m gpu -q
+
+# Wheels that bench/gpu_check.sh installs on a lent GPU machine (Python 3.12 there, no
+# pydantic): the versions this venv runs, for that Python, into .whl/ (git-ignored).
+# pip freeze spells some with '_' and some with '-'.
+GPU_WHEELS := pydantic|pydantic[-_]core|annotated[-_]types|typing[-_]inspection
+gpu-wheels: $(STAMP)
+	rm -rf .whl && $(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl \
+		$$($(BIN)/python -m pip list --format=freeze | grep -iE '^($(GPU_WHEELS))==')
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/train_throughput.py

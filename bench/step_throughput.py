@@ -8,6 +8,12 @@ its losses every round, as a hand-written loop that prints them does.
 `train_throughput.py` measures the whole platform.
 
     python bench/step_throughput.py [--device cuda] [--bf16] [--rounds 300] [--repeats 3]
+        [--compile {default,reduce-overhead,max-autotune}] [--channels-last]
+
+--compile and --channels-last apply to zerosum's side only: the baseline stays the plain
+eager loop, as the targets are stated (compiled >= 1.2x on CPU; bf16 + reduce-overhead
+>= 2x on GPU). This needs no Ray or MLflow, so on a GPU machine without them it measures
+the step and compile paths (issue: "measure the step and compile paths without Ray").
 """
 
 from __future__ import annotations
@@ -35,12 +41,20 @@ from zerosum.train.steps import MetricWindow, run_phase  # noqa: E402
 BATCH, Z_DIM, LOG_EVERY = 64, 100, 10
 
 
-def fresh_gan(device: torch.device):
+def fresh_gan(device: torch.device, compile_mode: str | None = None, channels_last: bool = False):
+    """(g, d, opt_g, opt_d): the DCGAN pair, the same weights every call; with compile_mode,
+    both players through torch.compile, as `scaling.compile` does (train/state.compiled, not
+    imported here: it needs Ray)."""
     torch.manual_seed(0)
-    g = build_generator("dcgan", sample_shape=(1, 28, 28), z_dim=Z_DIM).to(device)
-    d = build_discriminator("dcgan", sample_shape=(1, 28, 28)).to(device)
-    return (g, d, torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999)),
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    g = build_generator("dcgan", sample_shape=(1, 28, 28), z_dim=Z_DIM).to(device, memory_format=memory_format)
+    d = build_discriminator("dcgan", sample_shape=(1, 28, 28)).to(device, memory_format=memory_format)
+    opts = (torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999)),
             torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999)))
+    if compile_mode is not None:
+        mode = None if compile_mode == "default" else compile_mode
+        g, d = torch.compile(g, mode=mode), torch.compile(d, mode=mode)
+    return (g, d, *opts)
 
 
 def zerosum_stepper(device: torch.device, autocast):
@@ -86,9 +100,14 @@ def plain_round(g, d, opt_g, opt_d, reals, autocast):
     loss_d.item(), loss_g.item()
 
 
-def images_per_s(round_fn, device: torch.device, rounds: int) -> float:
-    g, d, opt_g, opt_d = fresh_gan(device)
+def images_per_s(round_fn, device: torch.device, rounds: int, compile_mode: str | None = None,
+                 channels_last: bool = False) -> float:
+    """Images per second over `rounds` timed rounds, after 20 untimed ones (compilation and
+    CUDA graph capture happen there)."""
+    g, d, opt_g, opt_d = fresh_gan(device, compile_mode, channels_last)
     reals = torch.rand(BATCH, 1, 28, 28, device=device) * 2 - 1
+    if channels_last:
+        reals = reals.contiguous(memory_format=torch.channels_last)
     for _ in range(20):
         round_fn(g, d, opt_g, opt_d, reals)
     if device.type == "cuda":
@@ -107,6 +126,9 @@ def main() -> int:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile zerosum's players with this mode (the plain loop stays eager)")
+    parser.add_argument("--channels-last", action="store_true", help="zerosum's players and batch in channels_last")
     args = parser.parse_args()
     device = torch.device(args.device)
     use_bf16 = args.bf16 and device.type == "cuda"
@@ -115,9 +137,10 @@ def main() -> int:
     ours, plain = [], []
     for _ in range(args.repeats):
         plain.append(images_per_s(lambda *m: plain_round(*m, autocast), device, args.rounds))
-        ours.append(images_per_s(zerosum_round, device, args.rounds))
+        ours.append(images_per_s(zerosum_round, device, args.rounds, args.compile, args.channels_last))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"device: {name}  bf16: {use_bf16}  rounds: {args.rounds} x {args.repeats}  batch: {BATCH}")
+    print(f"device: {name}  bf16: {use_bf16}  compile: {args.compile or 'no'}  channels_last: {args.channels_last}  "
+          f"rounds: {args.rounds} x {args.repeats}  batch: {BATCH}  threads: {torch.get_num_threads()}")
     print(f"plain PyTorch steps:   {statistics.median(plain):10.1f} images/s  {[round(x) for x in plain]}")
     print(f"zerosum steps:         {statistics.median(ours):10.1f} images/s  {[round(x) for x in ours]}")
     print(f"ratio zerosum / plain: {statistics.median(ours) / statistics.median(plain):10.3f}")
