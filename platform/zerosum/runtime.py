@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from zerosum.errors import ConfigError
 
 RAY_LOG = "ray.log"
 RAY_LOGGERS = ("ray", "ray.train", "ray.tune", "ray.data")
@@ -28,6 +32,18 @@ def ray_units(amount: float) -> int:
     """`amount` of a resource (CPUs, GPUs) in Ray's fixed-point units: sums and quotients of
     these are exact, as Ray's own accounting is, where floats land a hair off."""
     return round(amount * RAY_RESOURCE_UNITS)
+
+
+def refuse_on_cluster(problem_on: Callable[[dict[str, float]], str | None], run: Any) -> None:
+    """After init_ray, before anything trains: a ConfigError with what `problem_on` finds in
+    the cluster's resources (`ray.cluster_resources()`), if anything, once `run` (a TrackedRun:
+    the run's, or a campaign's parent) has ended FAILED, so that no refused run stays RUNNING."""
+    import ray
+
+    problem = problem_on(ray.cluster_resources())
+    if problem:
+        run.end("FAILED")
+        raise ConfigError(problem)
 
 
 def init_ray(log_dir: Path | None = None, verbose: bool = False, with_dashboard: bool = False) -> str | None:

@@ -20,13 +20,13 @@ from typing import Any
 from zerosum import tracking
 from zerosum.config import JobSpec, flatten, job_to_dict, job_to_yaml
 from zerosum.data import describe_dataset
-from zerosum.errors import ConfigError, ZerosumError, first_line
+from zerosum.errors import ZerosumError, first_line
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.files import atomic_write_text
 from zerosum.outbox import failing_fast
 from zerosum.pictures import save_png
 from zerosum.records import FolderRecord, latest_folder, new_folder
-from zerosum.runtime import RAY_LOG, collect_ray_logs, init_ray
+from zerosum.runtime import RAY_LOG, collect_ray_logs, init_ray, refuse_on_cluster
 from zerosum.serving import load_trained_generator, log_checkpoint_generator, sample_picture
 from zerosum.tracking import TrackedRun
 from zerosum.train import checkpoint as ckpt
@@ -112,19 +112,6 @@ def streamed_datasets(spec: JobSpec) -> dict[str, Any]:
             "dataset_config": stream_config()}
 
 
-def check_spare_cpu(spec: JobSpec, run: TrackedRun) -> None:
-    """A ConfigError, before anything trains, when a streamed job leaves Ray Data no CPU
-    (the run's MLflow run ends FAILED, with nothing trained)."""
-    import ray
-
-    from zerosum.streaming import run_cpu_problem
-
-    problem = run_cpu_problem(spec, ray.cluster_resources().get("CPU", 0.0))
-    if problem:
-        run.end("FAILED")
-        raise ConfigError(problem)
-
-
 def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, int], Any] | None = None,
             verbose: bool = False) -> RunResult:
     """Train the job on Ray Train and log the final generator. `watch(run, total_rounds)`
@@ -132,7 +119,10 @@ def run_job(spec: JobSpec, resume: bool = False, watch: Callable[[TrackedRun, in
     spec = prepare_eval_spec(spec)
     run_dir, run = prepare_run(spec, resume, tracking.resolve_tracking_uri())
     ray_note = init_ray(log_dir=run_dir, verbose=verbose)
-    check_spare_cpu(spec, run)
+    from zerosum.streaming import run_cpu_problem
+
+    # A streamed job that leaves Ray Data no CPU would hang at round 0.
+    refuse_on_cluster(lambda cluster: run_cpu_problem(spec, cluster.get("CPU", 0.0)), run)
     loop_config = {"job": job_to_dict(spec), "tracking_uri": run.tracking_uri, "run_id": run.run_id,
                    "run_dir": str(run_dir), "fault": fault_from_env(run_dir)}
     trainer = build_trainer(spec, run_dir, loop_config)

@@ -333,9 +333,10 @@ def trials_at_once(campaign: Campaign, cluster: dict[str, float]) -> tuple[int, 
     (Ray's cluster_resources()): Tune starts a trial, and Ray Train a ray-train trial's
     workers, wherever their request fits, so an unset limit fills the cluster."""
     # In Ray's own units: 2 CPUs hold 20 trials of 0.1 CPU, where float division can land a hair under.
-    fit = min(ray_units(cluster.get(name, 0.0)) // ray_units(amount)
-              for name, amount in trial_holds(campaign).items() if ray_units(amount) > 0)
     limit, count = campaign.spec.max_concurrent_trials, campaign.trial_count()
+    # A request below Ray's unit (cpus 0.00001) rounds to none and bounds nothing.
+    fit = min((ray_units(cluster.get(name, 0.0)) // ray_units(amount)
+               for name, amount in trial_holds(campaign).items() if ray_units(amount) > 0), default=count)
     bounds = ([(limit, f"campaign.max_concurrent_trials {limit}")] if limit else []) + [
         (count, f"{count} in the campaign"), (fit, f"{fit} that fit")]
     return min(bounds, key=lambda bound: bound[0])  # the first of equals: the field that set it

@@ -13,13 +13,14 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from zerosum.config import flatten, job_to_dict
-from zerosum.errors import ConfigError, ZerosumError, first_line
+from zerosum.errors import ZerosumError, first_line
 from zerosum.files import atomic_write_text
 from zerosum.records import RECORD_FILE, FolderRecord, latest_folder, new_folder
 from zerosum.tracking import TrackedRun
@@ -158,30 +159,19 @@ def build_tuner(campaign: Campaign, folder: Path, record: FolderRecord, resume: 
 # --------------------------------------------------------------------------- run and finish
 
 
-def check_spare_cpu(campaign: Campaign, parent: TrackedRun) -> None:
-    """A ConfigError, before any trial starts, when a streamed campaign's trials would leave
-    Ray Data no CPU (the parent run ends FAILED, with nothing trained), as `zerosum run` refuses
-    a streamed job whose workers would (train/driver.check_spare_cpu)."""
-    import ray
-
-    problem = campaign_cpu_problem(campaign, ray.cluster_resources())
-    if problem:
-        parent.end("FAILED")
-        raise ConfigError(problem)
-
-
 def run_campaign(campaign: Campaign, resume: bool = False, verbose: bool = False) -> CampaignResult:
     """Run (or resume) the campaign on Ray Tune and record it in MLflow."""
     from zerosum import tracking
     from zerosum.evaluation.featurizer import prepare_eval_spec
-    from zerosum.runtime import init_ray
+    from zerosum.runtime import init_ray, refuse_on_cluster
 
     # As `zerosum run` does: classifier features are trained once, here, not in every trial.
     campaign.base = prepare_eval_spec(campaign.base)
     folder, record = prepare_campaign(campaign, resume, tracking.resolve_tracking_uri())
     parent = TrackedRun(record.tracking_uri, record.run_id)
     ray_note = init_ray(log_dir=folder, verbose=verbose, with_dashboard=campaign.spec.trial.mode == "ray-train")
-    check_spare_cpu(campaign, parent)
+    # A streamed campaign whose trials leave Ray Data no CPU would hang at round 0, as a run would.
+    refuse_on_cluster(partial(campaign_cpu_problem, campaign), parent)
     tuner = build_tuner(campaign, folder, record, resume)
     try:
         results = tuner.fit()
