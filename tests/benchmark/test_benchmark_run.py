@@ -97,3 +97,5 @@ def test_a_tiny_suite_end_to_end(workdir):
     text = page.read_text()
     assert "## tiny" in text and "| zerosum | **gan (tuned)** | 2 |" in text
     assert "seeds [10, 11]" in text and " cores" in text and "wall time" in text
+    # The run is kept as a record beside the suites, so the page can be rebuilt without it.
+    assert (workdir / "results" / f"{folder.name}.json").read_text() == (folder / "results.json").read_text()

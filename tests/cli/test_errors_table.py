@@ -397,6 +397,12 @@ def case_benchmark_no_such_row(ring8_job, tmp_path):
 
 
 @pytest.fixture
+def case_benchmark_broken_record(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "ring-1.json").write_text('{"suite": "ring"}')
+
+
+@pytest.fixture
 def case_submit_no_such_spec(ring8_job):
     pass  # ring8.yaml is there; ring8.yml is not
 

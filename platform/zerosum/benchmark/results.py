@@ -42,7 +42,12 @@ class SuiteResult:
 
 def load_result(folder: Path) -> SuiteResult:
     """A suite folder's results.json, as run_suite wrote it."""
-    raw = json.loads((folder / RESULTS_FILE).read_text())
+    return load_result_file(folder / RESULTS_FILE)
+
+
+def load_result_file(path: Path) -> SuiteResult:
+    """A results.json (a run folder's, or its copy kept as a record)."""
+    raw = json.loads(path.read_text())
     rows = [RowResult(r["name"], r["kind"], [SeedResult(**s) for s in r["seeds"]], r["provenance"])
             for r in raw["rows"]]
     return SuiteResult(raw["suite"], raw["folder"], raw["protocol"], rows, raw["meta"])

@@ -1,5 +1,5 @@
-"""A suite's table (Markdown and CSV, zerosum's rows beside the published ones), its plot,
-its MLflow runs, and `docs/results.md`, which collects every suite's latest table."""
+"""A suite run's table (Markdown and CSV, zerosum's rows beside the published ones), its plot
+and its MLflow runs. `docs/results.md`, which merges the runs, is `zerosum.benchmark.page`."""
 
 from __future__ import annotations
 
@@ -8,24 +8,16 @@ import io
 import json
 import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zerosum.benchmark.protocols import mean_and_error
-from zerosum.benchmark.results import PLOT_FILE, RESULTS_FILE, TABLE_CSV, TABLE_MD, RowResult, SuiteResult, load_result
+from zerosum.benchmark.results import PLOT_FILE, RESULTS_FILE, TABLE_CSV, TABLE_MD, RowResult, SuiteResult
 from zerosum.benchmark.suite import PROTOCOL_COLUMNS, PublishedRow, Suite
 from zerosum.files import atomic_write_text
 
 # Fractions are printed as percentages, as the papers print them.
 PERCENT_COLUMNS = {"hq_fraction"}
-RESULTS_PAGE_HEAD = """# Benchmark results
-
-zerosum's rows beside the published ones, under each paper's protocol. Written by
-`zerosum benchmark --report` from the latest run of every suite in `benchmarks/`;
-each table says where it was run, by which command, and how long it took. zerosum's
-rows are **bold**; `real data` is the training data through the same protocol (the
-ceiling); published rows are as printed, with their source. Means are over the
-reported seeds, ± one standard error.
-"""
 
 
 def fmt_number(value: float, column: str, digits: int = 3) -> str:
@@ -139,20 +131,66 @@ def provenance_lines(result: SuiteResult) -> list[str]:
     return lines
 
 
-def suite_section(result: SuiteResult, published: list[PublishedRow]) -> str:
-    """The suite's Markdown: what, where, how long, the table, where the rows came from."""
-    meta = result.meta
+def run_line(meta: dict, lead: str = "Run") -> str:
+    """`<lead> <date> at commit <c> on <machine>; seeds [...]; wall time N min; `<command>``."""
     when = time.strftime("%Y-%m-%d", time.gmtime(meta["started_at"]))
-    described = [meta["description"], ""] if meta.get("description") else []
-    head = [f"## {result.suite}", "", *described,
-            f"Protocol: {result.protocol['kind']} on `{result.protocol['data']}`, "
-            f"{result.protocol['num_samples']} samples per seed; follows {meta['protocol_source']}.",
-            f"Run {when} at commit `{meta['commit']}` on {meta['machine']}; seeds {meta['seeds']}; "
-            f"wall time {meta['wall_s'] / 60:.1f} min" + (f"; `{meta['command']}`" if meta.get("command") else "") + ".",
-            *(f"Note: {note}." for note in meta.get("notes", [])),
-            ""]
-    body = markdown_table(table_rows(result, published))
-    return "\n".join(head) + "\n" + body + "\n" + "\n".join(provenance_lines(result)) + "\n"
+    return (f"{lead} {when} at commit `{meta['commit']}` on {meta['machine']}; seeds {meta['seeds']}; "
+            f"wall time {meta['wall_s'] / 60:.1f} min" + (f"; `{meta['command']}`" if meta.get("command") else ""))
+
+
+@dataclass
+class MergedTable:
+    """A table drawn from one or more runs of a suite under one protocol: the runs (newest
+    first) and each row with the index of the run it comes from."""
+
+    suite: str
+    protocol: dict
+    runs: list[SuiteResult]
+    rows: list[tuple[RowResult, int]]
+
+
+def unique_notes(runs: list[SuiteResult]) -> list[str]:
+    """The runs' notes, each once, newest run's first."""
+    seen: list[str] = []
+    for run in runs:
+        seen += [note for note in run.meta.get("notes", []) if note not in seen]
+    return seen
+
+
+def merged_section(table: MergedTable, published: list[PublishedRow], heading: str) -> str:
+    """The suite's Markdown: what, the runs, the table (a `run` column where there are several
+    runs), where each zerosum row's settings came from."""
+    newest = table.runs[0]
+    combined = replace(newest, rows=[row for row, _ in table.rows])
+    described = [newest.meta["description"], ""] if newest.meta.get("description") else []
+    protocol = table.protocol
+    head = [f"## {heading}", "", *described,
+            f"Protocol: {protocol['kind']} on `{protocol['data']}`, {protocol['num_samples']} samples per seed; "
+            f"follows {newest.meta['protocol_source']}."]
+    several = len(table.runs) > 1
+    if several:
+        head += ["", *(f"- {run_line(run.meta, lead=f'run {i + 1}: made')}; rows: "
+                       + ", ".join(row.name for row, index in table.rows if index == i and row.kind != "real") + "."
+                       for i, run in enumerate(table.runs)), ""]
+    else:
+        head.append(run_line(newest.meta) + ".")
+    head += [f"Note: {note}." for note in unique_notes(table.runs)]
+    lines = table_rows(combined, published)
+    if several:
+        run_of = [str(index + 1) for _, index in table.rows]
+        lines = [line | {"run": run_of[i] if i < len(run_of) else "-"} for i, line in enumerate(lines)]
+    provenance = provenance_lines(combined)
+    if several:
+        zerosum_runs = [index for row, index in table.rows if row.kind == "zerosum"]
+        provenance = [f"{line} (run {index + 1})" for line, index in zip(provenance, zerosum_runs)]
+    return "\n".join([*head, ""]) + "\n" + markdown_table(lines) + "\n" + "\n".join(provenance) + "\n"
+
+
+def suite_section(result: SuiteResult, published: list[PublishedRow]) -> str:
+    """One run's Markdown (its folder's table.md): what, where, how long, the table, where
+    the rows came from."""
+    table = MergedTable(result.suite, result.protocol, [result], [(row, 0) for row in result.rows])
+    return merged_section(table, published, result.suite)
 
 
 def plot_result(result: SuiteResult, published: list[PublishedRow]):
@@ -214,41 +252,3 @@ def log_benchmark(suite: Suite, result: SuiteResult, out: Path, figure) -> None:
     parent.log_figure(figure, PLOT_FILE)
     parent.end()
     result.meta["mlflow_run"] = parent.run_id
-
-
-def latest_results(out_root: Path) -> list[SuiteResult]:
-    """The newest finished result of every suite under out_root, by suite name."""
-    newest: dict[str, SuiteResult] = {}
-    for path in sorted(out_root.glob(f"*/{RESULTS_FILE}")):
-        result = load_result(path.parent)
-        known = newest.get(result.suite)
-        if known is None or result.meta["started_at"] > known.meta["started_at"]:
-            newest[result.suite] = result
-    return [newest[name] for name in sorted(newest)]
-
-
-def is_suite_file(path: Path) -> bool:
-    """A YAML file with a top-level `suite:` mapping (not a job, campaign or published.yaml)."""
-    from zerosum.config import read_yaml
-    from zerosum.errors import ConfigError
-
-    try:
-        return isinstance(read_yaml(path).get("suite"), dict)
-    except ConfigError:
-        return False
-
-
-def results_page(out_root: Path, suites_folder: Path) -> str:
-    """docs/results.md: every suite's latest table, with the published rows of its suite file."""
-    from zerosum.benchmark.suite import PUBLISHED_FILE, load_published
-
-    published_path = suites_folder / PUBLISHED_FILE
-    published = load_published(published_path) if published_path.is_file() else []
-    results = latest_results(out_root)
-    sections = [suite_section(r, [p for p in published if p.suite == r.suite]) for r in results]
-    done = {r.suite for r in results}
-    missing = sorted(p.stem for p in suites_folder.glob("*.yaml") if p.stem not in done and is_suite_file(p))
-    if missing:
-        sections.append("## Not run here yet\n\n" + "\n".join(f"- `{suites_folder.name}/{name}.yaml`" for name in missing)
-                        + "\n")
-    return RESULTS_PAGE_HEAD + "\n" + "\n".join(sections)

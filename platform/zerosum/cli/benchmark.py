@@ -55,14 +55,23 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from zerosum.benchmark.table import latest_results, results_page
+    """Keep the finished runs under --out as records in <suites>/results/, then write the
+    page from every record (and the tables kept from before records, earlier.md)."""
+    from zerosum.benchmark.page import EARLIER_FILE, RECORDS_FOLDER, import_runs, load_records, results_page
     from zerosum.files import atomic_write_text
 
-    if not latest_results(args.out):
-        raise ConfigError(f"--report: no suite results under {args.out} (run `zerosum benchmark SUITE` first, "
-                          f"or pass --out)")
-    atomic_write_text(results_page(args.out, args.suites), args.results)
-    print(f"wrote {args.results}")
+    records_folder = args.suites / RECORDS_FOLDER
+    added = import_runs(args.out, records_folder) if args.out.is_dir() else []
+    records = load_records(records_folder) if records_folder.is_dir() else []
+    earlier_path = records_folder / EARLIER_FILE
+    earlier = earlier_path.read_text() if earlier_path.is_file() else ""
+    if not records and not earlier:
+        raise ConfigError(f"--report: no suite runs under {args.out} and no records in {records_folder} "
+                          f"(run `zerosum benchmark SUITE` first, or pass --out)")
+    atomic_write_text(results_page(records, args.suites, earlier), args.results)
+    for path in added:
+        print(f"kept the run as a record: {path}")
+    print(f"wrote {args.results} from {len(records)} records")
     return 0
 
 
@@ -82,8 +91,10 @@ def register_commands(commands) -> None:
     bench.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"suite folders (default {DEFAULT_OUT})")
     bench.add_argument("--dry-run", action="store_true", help="check the suite and print its rows")
     bench.add_argument("--report", action="store_true",
-                       help=f"write every suite's latest table under --out into --results ({DEFAULT_RESULTS_PAGE})")
+                       help=f"keep the runs under --out as records in <suites>/results/ and write --results "
+                            f"({DEFAULT_RESULTS_PAGE}): every row from the newest run that trained it")
     bench.add_argument("--results", type=Path, default=DEFAULT_RESULTS_PAGE, help="the page --report writes")
     bench.add_argument("--suites", type=Path, default=Path("benchmarks"),
-                       help="folder of the suites and published.yaml, for --report (default benchmarks)")
+                       help="folder of the suites, published.yaml and the records (results/), for --report "
+                            "(default benchmarks)")
     bench.set_defaults(handler=cmd_benchmark)
