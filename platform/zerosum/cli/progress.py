@@ -16,8 +16,9 @@ POLL_SECONDS = 2.0
 
 
 def latest_round(run) -> tuple[int, dict[str, float]]:
-    """(newest step of loss/d, the run's latest metric values) of a TrackedRun."""
-    return max(run.last_metric_step("loss/d"), 0), run.latest_metrics()
+    """(newest step of loss/d or loss/g, the run's latest metric values) of a TrackedRun.
+    Both, because a method without a critic (GMMN) logs no loss/d."""
+    return max(run.last_metric_step("loss/d"), run.last_metric_step("loss/g"), 0), run.latest_metrics()
 
 
 # The eval metrics the bar shows, by their short names: the ones that say how close G is.
