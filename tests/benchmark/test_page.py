@@ -44,6 +44,14 @@ def test_a_run_no_row_comes_from_is_left_out():
     assert [r.meta["commit"] for r in table.runs] == ["all0000"]
 
 
+def test_a_row_trained_with_the_commands_overrides_stands_apart():
+    smoke = row("pacgan2", [3, 3])
+    smoke.provenance["command_set"] = ["schedule.max_rounds=200"]
+    table = merge_runs([OLDER, NEWER, run(300.0, [smoke])], order=["gan", "pacgan2"])
+    assert [(r.name, i) for r, i in table.rows] == [
+        ("real data", 1), ("gan", 2), ("pacgan2", 1), ("pacgan2 (with schedule.max_rounds=200)", 0)]
+
+
 def test_the_page_names_each_rows_run(tmp_path):
     page = results_page([OLDER, NEWER], tmp_path)
     assert "## ring\n" in page

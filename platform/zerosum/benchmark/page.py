@@ -6,8 +6,9 @@ so the page can be rebuilt from a clone. `zerosum benchmark --report` copies the
 runs under `--out` in as records, then writes the page:
 
 - one section per suite (per protocol, if a suite's protocol was changed between runs);
-- in it, every row name once, from the newest run that trained it, so a run of one row
-  (`--rows NAME`) replaces that row and leaves the others standing;
+- in it, every row once, from the newest run that trained it, so a run of one row
+  (`--rows NAME`) replaces that row and leaves the others standing; a row trained with the
+  command's `--set` is a row of its own (`dcgan (with schedule.max_rounds=200)`);
 - the runs a table draws on, each with its commit, machine, seeds, wall time and command.
 
 Tables from before records were kept are in `benchmarks/results/earlier.md`, written by
@@ -18,6 +19,7 @@ written, after that suite's own.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from zerosum.benchmark.results import RESULTS_FILE, RowResult, SuiteResult, load_result_file
@@ -69,15 +71,22 @@ def load_records(records: Path) -> list[SuiteResult]:
 # --------------------------------------------------------------------------- merging runs
 
 
+def row_label(row: RowResult) -> str:
+    """The row's name on the page: with the command's --set where the run had one, since
+    `dcgan` trained 200 rounds by `--set schedule.max_rounds=200` is not the suite's dcgan."""
+    overrides = row.provenance.get("command_set") or []
+    return f"{row.name} (with {', '.join(overrides)})" if overrides else row.name
+
+
 def merge_runs(runs: list[SuiteResult], order: list[str]) -> MergedTable:
-    """One table from runs of one suite under one protocol: each row name from the newest run
-    that has it. The real row comes first, then the rows in `order` (the suite file's), then
-    rows the suite file no longer names, newest run first."""
+    """One table from runs of one suite under one protocol: each row (by its label) from the
+    newest run that has it. The real row comes first, then the rows in `order` (the suite
+    file's), then the others, newest run first."""
     newest_first = sorted(runs, key=lambda r: r.meta["started_at"], reverse=True)
     chosen: dict[str, tuple[RowResult, int]] = {}
     for index, run in enumerate(newest_first):
         for row in run.rows:
-            chosen.setdefault(row.name, (row, index))
+            chosen.setdefault(row_label(row), (replace(row, name=row_label(row)), index))
     rank = {name: i for i, name in enumerate(order)}
 
     def place(name: str) -> tuple[int, int, int]:

@@ -117,8 +117,9 @@ def row_job(suite: Suite, row: RowSpec, index: int, job_sets: list[str], out: Pa
             verbose: bool) -> tuple[Path, dict[str, Any]]:
     """The job file the row's seeds train (written into the suite folder) and its provenance.
     The row's `set`, then the command's `--set`, apply last, over the tuned settings too."""
-    # The command's --set changes what the row means, so its provenance names it too.
-    provenance: dict[str, Any] = {"job": str(suite.path(row.job)), "set": [*row.set, *job_sets]}
+    # The command's --set changes what the row means: the results page keeps such a row
+    # apart from the suite's own (zerosum.benchmark.page.row_label).
+    provenance: dict[str, Any] = {"job": str(suite.path(row.job)), "set": list(row.set), "command_set": job_sets}
     if row.tune is not None:
         raw, tuned = tuned_job(suite, row, job_sets, out, verbose)
         provenance |= tuned
