@@ -5,12 +5,14 @@ import json
 from dataclasses import asdict
 
 import pytest
+import yaml
 
 from zerosum.benchmark.page import earlier_sections, import_runs, load_records, merge_runs, results_page
 from zerosum.benchmark.results import RowResult, SeedResult, SuiteResult
 from zerosum.errors import ConfigError
 
-PROTOCOL = {"kind": "mixture", "data": "ring8-pacgan", "num_samples": 2500, "source": "PacGAN"}
+# As a record holds it: the suite file's protocol with its defaults (threshold_std).
+PROTOCOL = {"kind": "mixture", "data": "ring8-pacgan", "num_samples": 2500, "threshold_std": 3.0, "source": "PacGAN"}
 
 
 def row(name: str, modes: list[float], kind: str = "zerosum") -> RowResult:
@@ -104,3 +106,17 @@ def test_a_broken_record_is_one_line_naming_the_file(tmp_path):
     (tmp_path / "ring-1.json").write_text('{"suite": "ring"}')
     with pytest.raises(ConfigError, match=r"ring-1.json: not a benchmark record"):
         load_records(tmp_path)
+
+
+def test_the_suites_aims_are_a_line_of_its_table_under_its_own_protocol(tmp_path):
+    (tmp_path / "job.yaml").write_text("name: j\n")
+    suite = {"protocol": PROTOCOL, "seeds": [10, 11], "aims": {"modes": 8, "hq_fraction": 0.98, "kl": 0.05},
+             "rows": [{"name": "gan", "job": "job.yaml"}, {"name": "pacgan2", "job": "job.yaml"}]}
+    (tmp_path / "ring.yaml").write_text(yaml.safe_dump({"suite": suite}))
+    small = run(300.0, [row("gan", [1, 1])], protocol=PROTOCOL | {"num_samples": 500})
+    page = results_page([OLDER, NEWER, small], tmp_path)
+    newest, older = page.split("## ring (num_samples 2500)\n")
+    # The smoke run's 500 samples are not held to the aims; the suite's protocol is.
+    assert "zerosum's aim" not in newest
+    assert "| zerosum's aim | aim | - | ≥ 8 | ≥ 98.0% | ≤ 0.05 | - |" in older
+    assert older.index("**gan**") < older.index("**pacgan2**")  # the suite file's order

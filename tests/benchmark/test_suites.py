@@ -100,6 +100,10 @@ def test_bad_suites_are_one_line_naming_the_field(tmp_path):
         load_suite(path)
     with pytest.raises(ConfigError, match="no such suite file"):
         load_suite(tmp_path / "nope.yaml")
+    (tmp_path / "job.yaml").write_text("name: j\n")
+    path.write_text(yaml.safe_dump({"suite": good | {"rows": [{"name": "a", "job": "job.yaml"}], "aims": {"fid": 6.7}}}))
+    with pytest.raises(ConfigError, match=r"aims: \['fid'\] are not columns of the mixture protocol"):
+        load_suite(path)
 
 
 def test_rows_picks_the_named_rows_in_the_suite_files_order():

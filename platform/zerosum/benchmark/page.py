@@ -138,15 +138,15 @@ def is_suite_file(path: Path) -> bool:
         return False
 
 
-def suite_order(suites_folder: Path, suite: str) -> list[str]:
-    """The row names of the suite file, in its order ([] if there is none any more)."""
+def suite_file(suites_folder: Path, suite: str):
+    """The suite's file as it is now (its row order and aims), or None if there is none any more."""
     from zerosum.benchmark.suite import load_suite
 
     path = suites_folder / f"{suite}.yaml"
     try:
-        return [row.name for row in load_suite(path).spec.rows] if path.is_file() else []
+        return load_suite(path) if path.is_file() else None
     except ConfigError:
-        return []
+        return None
 
 
 def results_page(records: list[SuiteResult], suites_folder: Path, earlier: str = "") -> str:
@@ -164,10 +164,15 @@ def results_page(records: list[SuiteResult], suites_folder: Path, earlier: str =
     for suite in sorted(set(by_suite) | set(kept)):
         shown = [p for p in published if p.suite == suite]
         groups = protocol_groups(by_suite.get(suite, []))
+        current = suite_file(suites_folder, suite)
+        order = [row.name for row in current.spec.rows] if current else []
         for number, group in enumerate(groups):
-            table = merge_runs(group, suite_order(suites_folder, suite))
+            table = merge_runs(group, order)
             difference = protocol_difference(table.protocol, groups[0][0].protocol)
-            sections.append(merged_section(table, shown, f"{suite} ({difference})" if number else suite))
+            # Aims hold under the suite file's protocol only: a smoke run's 500 samples are not held to them.
+            same = current is not None and table.protocol == current.spec.protocol.model_dump(mode="json")
+            aims = current.spec.aims if same else None
+            sections.append(merged_section(table, shown, f"{suite} ({difference})" if number else suite, aims))
         sections += kept.get(suite, [])
     missing = sorted(p.stem for p in suites_folder.glob("*.yaml")
                      if p.stem not in by_suite and p.stem not in kept and is_suite_file(p))

@@ -5,6 +5,7 @@ A suite file (`benchmarks/<name>.yaml`) holds one top-level `suite:` mapping:
     suite:
       protocol: {kind: mixture, data: ring8-pacgan, num_samples: 2500, source: "..."}
       seeds: [10, 11, ...]               # the seeds the table reports
+      aims: {modes: 8, kl: 0.05}         # zerosum's aims, a line of the table (optional)
       rows:
         - name: gan                      # trained from a job file, as it is
           job: ../jobs/ring8-mlp.yaml
@@ -81,6 +82,8 @@ class SuiteSpec(StrictModel):
     rows: list[RowSpec] = Field(min_length=1)
     real_row: bool = Field(True, description="a row for real data through the same protocol: the ceiling")
     max_concurrent: PositiveInt = Field(2, description="seeds trained side by side")
+    aims: dict[str, float] = Field(default_factory=dict, description="zerosum's aim per column, a line of the "
+                                   "table: at least it where more is better, at most where less is")
 
     @field_validator("seeds")
     @classmethod
@@ -94,6 +97,15 @@ class SuiteSpec(StrictModel):
         names = [row.name for row in self.rows]
         if len(set(names)) != len(names):
             raise ValueError(f"rows: names must be unique; got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _aims_are_columns(self) -> SuiteSpec:
+        columns = PROTOCOL_COLUMNS[self.protocol.kind]
+        unknown = sorted(set(self.aims) - set(columns))
+        if unknown:
+            raise ValueError(f"aims: {unknown} are not columns of the {self.protocol.kind} protocol; "
+                             f"its columns: {list(columns)}")
         return self
 
 

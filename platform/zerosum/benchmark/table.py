@@ -70,8 +70,17 @@ def published_cell(row: PublishedRow, column: str) -> str:
     return fmt_cell(value, None, column)
 
 
-def table_rows(result: SuiteResult, published: list[PublishedRow]) -> list[dict[str, str]]:
-    """One dict per table line: source, row, seeds, then the protocol's columns."""
+def aim_cell(aims: dict[str, float], column: str, direction: str) -> str:
+    """`≥ 98.0%` where more is better, `≤ 0.05` where less is; '-' without an aim."""
+    if column not in aims:
+        return "-"
+    return f"{'≥' if direction == 'max' else '≤'} {fmt_number(aims[column], column)}"
+
+
+def table_rows(result: SuiteResult, published: list[PublishedRow],
+               aims: dict[str, float] | None = None) -> list[dict[str, str]]:
+    """One dict per table line: source, row, seeds, then the protocol's columns; the
+    suite's aims (if it has any) last."""
     columns = list(PROTOCOL_COLUMNS[result.protocol["kind"]])
     lines = []
     for row in result.rows:
@@ -85,6 +94,10 @@ def table_rows(result: SuiteResult, published: list[PublishedRow]) -> list[dict[
         line = {"source": f"{row.paper}, {row.table}", "row": row.method, "seeds": "-"}
         line |= {c: published_cell(row, c) for c in columns}
         lines.append(line)
+    if aims:
+        directions = PROTOCOL_COLUMNS[result.protocol["kind"]]
+        lines.append({"source": "zerosum's aim", "row": "aim", "seeds": "-"}
+                     | {c: aim_cell(aims, c, directions[c]) for c in columns})
     return lines
 
 
@@ -157,7 +170,8 @@ def unique_notes(runs: list[SuiteResult]) -> list[str]:
     return seen
 
 
-def merged_section(table: MergedTable, published: list[PublishedRow], heading: str) -> str:
+def merged_section(table: MergedTable, published: list[PublishedRow], heading: str,
+                   aims: dict[str, float] | None = None) -> str:
     """The suite's Markdown: what, the runs, the table (a `run` column where there are several
     runs), where each zerosum row's settings came from."""
     newest = table.runs[0]
@@ -175,7 +189,7 @@ def merged_section(table: MergedTable, published: list[PublishedRow], heading: s
     else:
         head.append(run_line(newest.meta) + ".")
     head += [f"Note: {note}." for note in unique_notes(table.runs)]
-    lines = table_rows(combined, published)
+    lines = table_rows(combined, published, aims)
     if several:
         run_of = [str(index + 1) for _, index in table.rows]
         lines = [line | {"run": run_of[i] if i < len(run_of) else "-"} for i, line in enumerate(lines)]
@@ -186,11 +200,11 @@ def merged_section(table: MergedTable, published: list[PublishedRow], heading: s
     return "\n".join([*head, ""]) + "\n" + markdown_table(lines) + "\n" + "\n".join(provenance) + "\n"
 
 
-def suite_section(result: SuiteResult, published: list[PublishedRow]) -> str:
+def suite_section(result: SuiteResult, published: list[PublishedRow], aims: dict[str, float] | None = None) -> str:
     """One run's Markdown (its folder's table.md): what, where, how long, the table, where
     the rows came from."""
     table = MergedTable(result.suite, result.protocol, [result], [(row, 0) for row in result.rows])
-    return merged_section(table, published, result.suite)
+    return merged_section(table, published, result.suite, aims)
 
 
 def plot_result(result: SuiteResult, published: list[PublishedRow]):
@@ -219,7 +233,7 @@ def plot_result(result: SuiteResult, published: list[PublishedRow]):
 
 def write_outputs(suite: Suite, result: SuiteResult, out: Path) -> None:
     """table.md, table.csv and plot.png in the suite folder; then the MLflow benchmark run."""
-    atomic_write_text(suite_section(result, suite.published), out / TABLE_MD)
+    atomic_write_text(suite_section(result, suite.published, suite.spec.aims), out / TABLE_MD)
     atomic_write_text(csv_table(result, suite.published), out / TABLE_CSV)
     figure = plot_result(result, suite.published)
     figure.savefig(out / PLOT_FILE, dpi=100)
