@@ -53,11 +53,13 @@ def stacked_scores(samples: torch.Tensor, spec: JobSpec) -> dict[str, float]:
     return {"modes": float(scores["modes"]), "kl": float(scores["kl"]), "exp_entropy": float(scores["exp_entropy"])}
 
 
-def fid_scores(samples: torch.Tensor, spec: JobSpec, protocol: ProtocolSpec) -> dict[str, float]:
+def fid_scores(samples: torch.Tensor, spec: JobSpec, protocol: ProtocolSpec, cache_features: bool) -> dict[str, float]:
     from zerosum.evaluation.offline import score_samples
 
-    inception = score_samples(eval_spec(spec, ["fid"], "inception", protocol.num_samples), samples, spec.data.scale)
-    domain = score_samples(eval_spec(spec, ["fid"], "classifier", protocol.num_samples), samples, spec.data.scale)
+    inception = score_samples(eval_spec(spec, ["fid"], "inception", protocol.num_samples), samples, spec.data.scale,
+                              cache_features=cache_features)
+    domain = score_samples(eval_spec(spec, ["fid"], "classifier", protocol.num_samples), samples, spec.data.scale,
+                           cache_features=cache_features)
     return {"fid": inception["eval/fid"], "classifier_fid": domain["eval/fid"]}
 
 
@@ -68,9 +70,12 @@ def class_scores(samples: torch.Tensor, spec: JobSpec, protocol: ProtocolSpec) -
     return {"classes": found["eval/classes_covered"], "kl": found["eval/class_kl"]}
 
 
-def protocol_scores(protocol: ProtocolSpec, spec: JobSpec, samples: torch.Tensor) -> dict[str, float]:
+def protocol_scores(protocol: ProtocolSpec, spec: JobSpec, samples: torch.Tensor,
+                    reals: bool = False) -> dict[str, float]:
     """The suite's columns for `samples` (N, *sample_shape) in spec.data's scale; N must be
-    the protocol's num_samples (a smaller draw would bias FID up and KL down)."""
+    the protocol's num_samples (a smaller draw would bias FID up and KL down). reals: the
+    samples are the real row's, the same draw on every run, so their Inception and
+    classifier features are cached on disk by content (the other protocols take seconds)."""
     if len(samples) != protocol.num_samples:
         raise ValueError(f"the protocol scores {protocol.num_samples} samples; got {len(samples)}")
     if protocol.kind == "mixture":
@@ -78,7 +83,7 @@ def protocol_scores(protocol: ProtocolSpec, spec: JobSpec, samples: torch.Tensor
     if protocol.kind == "stacked-mnist":
         return stacked_scores(samples, spec)
     if protocol.kind == "fid":
-        return fid_scores(samples, spec, protocol)
+        return fid_scores(samples, spec, protocol, cache_features=reals)
     return class_scores(samples, spec, protocol)
 
 

@@ -270,7 +270,7 @@ def real_row(suite: Suite, spec: JobSpec, seeds: list[int]) -> RowResult:
     results = []
     for seed in seeds:
         started = time.perf_counter()
-        metrics = protocol_scores(suite.spec.protocol, spec, real_samples(suite.spec.protocol, spec, seed))
+        metrics = protocol_scores(suite.spec.protocol, spec, real_samples(suite.spec.protocol, spec, seed), reals=True)
         results.append(SeedResult(seed, metrics, score_s=time.perf_counter() - started))
     return RowResult(REAL_ROW, "real", results, {"samples": "training split, a random subset per seed"})
 

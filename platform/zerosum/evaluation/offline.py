@@ -28,7 +28,7 @@ from zerosum.errors import ConfigError
 from zerosum.evaluation.evaluator import Merged, score
 from zerosum.evaluation.featurizer import prepare_eval_spec
 from zerosum.evaluation.plan import EXTRACTOR_METRICS, build_extractor, feature_kind
-from zerosum.evaluation.reference import extract, real_reference
+from zerosum.evaluation.reference import cached_extract, extract, real_reference
 
 # Labelled image datasets: the ones `zerosum featurizer train` makes a classifier for.
 CLASSIFIER_DATASETS = tuple(sorted(n for n, info in DATASETS.items() if info.kind == "images" and info.labelled))
@@ -135,14 +135,19 @@ def evaluate(request: EvalRequest) -> dict[str, float]:
     return score_samples(spec, fakes, scale, request.device)
 
 
-def score_samples(spec: JobSpec, fakes: torch.Tensor, scale: str, device: str = "cpu") -> dict[str, float]:
+def score_samples(spec: JobSpec, fakes: torch.Tensor, scale: str, device: str = "cpu",
+                  cache_features: bool = False) -> dict[str, float]:
     """spec.eval's metrics of `fakes` (N, *sample_shape), in `scale`, against spec's held-out
-    reals (the cached real side), keyed `eval/*`. spec: prepared (`prepare_eval_spec`)."""
+    reals (the cached real side), keyed `eval/*`. spec: prepared (`prepare_eval_spec`).
+    cache_features: keep the fakes' features on disk by their content (for samples that
+    will be scored again, such as real ones; generated ones never repeat)."""
     if not set(spec.eval.metrics) - {"modes"}:
         return score(spec, Merged(fakes, None, None, None, {}), None, round_index=0)
     sample_shape, _ = describe_dataset(spec.data)
     extractor = build_extractor(spec, sample_shape, torch.device(device))
     reference = real_reference(spec, extractor)
-    features, probs = extract(extractor, fakes, scale, is_image_data(spec.data.name))
+    is_image = is_image_data(spec.data.name)
+    features, probs = (cached_extract(extractor, spec, fakes, scale, is_image) if cache_features
+                       else extract(extractor, fakes, scale, is_image))
     return score(spec, Merged(fakes, features, FeatureStats.from_features(features), probs, {}), reference,
                  round_index=0)
