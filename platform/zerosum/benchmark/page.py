@@ -21,11 +21,15 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zerosum.benchmark.results import RESULTS_FILE, RowResult, SuiteResult, load_result_file
 from zerosum.benchmark.table import MergedTable, merged_section
 from zerosum.errors import ConfigError
 from zerosum.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from zerosum.benchmark.suite import Suite
 
 RECORDS_FOLDER, EARLIER_FILE = "results", "earlier.md"
 RESULTS_PAGE_HEAD = """# Benchmark results
@@ -100,18 +104,19 @@ def merge_runs(runs: list[SuiteResult], order: list[str]) -> MergedTable:
     return MergedTable(newest_first[0].suite, newest_first[0].protocol, [newest_first[i] for i in used], rows)
 
 
-def protocol_groups(results: list[SuiteResult]) -> list[list[SuiteResult]]:
-    """One suite's runs grouped by protocol, the group of the newest run first."""
+def protocol_groups(results: list[SuiteResult], main: dict | None) -> list[list[SuiteResult]]:
+    """One suite's runs grouped by protocol: the group under `main` (the suite file's
+    protocol) first, then the others, the group of the newest run first."""
     groups: dict[str, list[SuiteResult]] = {}
     for run in sorted(results, key=lambda r: r.meta["started_at"], reverse=True):
         groups.setdefault(repr(sorted(run.protocol.items())), []).append(run)
-    return list(groups.values())
+    return sorted(groups.values(), key=lambda group: group[0].protocol != main)
 
 
-def protocol_difference(protocol: dict, newest: dict) -> str:
-    """`num_samples 500` for the protocol fields where `protocol` differs from the newest one."""
-    return ", ".join(f"{key} {protocol.get(key)}" for key in sorted(set(protocol) | set(newest))
-                     if key != "source" and protocol.get(key) != newest.get(key))
+def protocol_difference(protocol: dict, main: dict) -> str:
+    """`num_samples 500` for the protocol fields where `protocol` differs from `main`."""
+    return ", ".join(f"{key} {protocol.get(key)}" for key in sorted(set(protocol) | set(main))
+                     if key != "source" and protocol.get(key) != main.get(key))
 
 
 # --------------------------------------------------------------------------- the page
@@ -138,7 +143,7 @@ def is_suite_file(path: Path) -> bool:
         return False
 
 
-def suite_file(suites_folder: Path, suite: str):
+def suite_file(suites_folder: Path, suite: str) -> Suite | None:
     """The suite's file as it is now (its row order and aims), or None if there is none any more."""
     from zerosum.benchmark.suite import load_suite
 
@@ -163,16 +168,17 @@ def results_page(records: list[SuiteResult], suites_folder: Path, earlier: str =
     sections = []
     for suite in sorted(set(by_suite) | set(kept)):
         shown = [p for p in published if p.suite == suite]
-        groups = protocol_groups(by_suite.get(suite, []))
         current = suite_file(suites_folder, suite)
         order = [row.name for row in current.spec.rows] if current else []
-        for number, group in enumerate(groups):
+        protocol = current.spec.protocol.model_dump(mode="json") if current else None
+        groups = protocol_groups(by_suite.get(suite, []), protocol)
+        main = protocol if protocol is not None else groups[0][0].protocol if groups else {}
+        for group in groups:
             table = merge_runs(group, order)
-            difference = protocol_difference(table.protocol, groups[0][0].protocol)
+            difference = protocol_difference(table.protocol, main)
             # Aims hold under the suite file's protocol only: a smoke run's 500 samples are not held to them.
-            same = current is not None and table.protocol == current.spec.protocol.model_dump(mode="json")
-            aims = current.spec.aims if same else None
-            sections.append(merged_section(table, shown, f"{suite} ({difference})" if number else suite, aims))
+            aims = current.spec.aims if current and table.protocol == protocol else None
+            sections.append(merged_section(table, shown, f"{suite} ({difference})" if difference else suite, aims))
         sections += kept.get(suite, [])
     missing = sorted(p.stem for p in suites_folder.glob("*.yaml")
                      if p.stem not in by_suite and p.stem not in kept and is_suite_file(p))
