@@ -51,6 +51,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     print(f"benchmark folder: {result.folder}")
     print(f"mlflow run:       {result.meta.get('mlflow_run')}")
     print(f"wall time:        {result.meta['wall_s']:.0f} s")
+    print(f"to keep it as a record and on {DEFAULT_RESULTS_PAGE}: zerosum benchmark --report --out {args.out}")
     return 0
 
 
