@@ -170,6 +170,16 @@ def unique_notes(runs: list[SuiteResult]) -> list[str]:
     return seen
 
 
+def runs_head(table: MergedTable) -> list[str]:
+    """One run: its line. Several: a list of them, numbered, each with the rows it gave."""
+    if len(table.runs) == 1:
+        return [run_line(table.runs[0].meta) + "."]
+    items = [f"- {run_line(run.meta, lead=f'run {i + 1}: made')}; rows: "
+             + ", ".join(row.name for row, index in table.rows if index == i and row.kind != "real") + "."
+             for i, run in enumerate(table.runs)]
+    return ["", *items, ""]
+
+
 def merged_section(table: MergedTable, published: list[PublishedRow], heading: str,
                    aims: dict[str, float] | None = None) -> str:
     """The suite's Markdown: what, the runs, the table (a `run` column where there are several
@@ -180,21 +190,14 @@ def merged_section(table: MergedTable, published: list[PublishedRow], heading: s
     protocol = table.protocol
     head = [f"## {heading}", "", *described,
             f"Protocol: {protocol['kind']} on `{protocol['data']}`, {protocol['num_samples']} samples per seed; "
-            f"follows {newest.meta['protocol_source']}."]
-    several = len(table.runs) > 1
-    if several:
-        head += ["", *(f"- {run_line(run.meta, lead=f'run {i + 1}: made')}; rows: "
-                       + ", ".join(row.name for row, index in table.rows if index == i and row.kind != "real") + "."
-                       for i, run in enumerate(table.runs)), ""]
-    else:
-        head.append(run_line(newest.meta) + ".")
-    head += [f"Note: {note}." for note in unique_notes(table.runs)]
+            f"follows {newest.meta['protocol_source']}.",
+            *runs_head(table), *(f"Note: {note}." for note in unique_notes(table.runs))]
     lines = table_rows(combined, published, aims)
-    if several:
+    provenance = provenance_lines(combined)
+    if len(table.runs) > 1:
+        # Table lines beyond the rows (published, aim) came from no run of zerosum's.
         run_of = [str(index + 1) for _, index in table.rows]
         lines = [line | {"run": run_of[i] if i < len(run_of) else "-"} for i, line in enumerate(lines)]
-    provenance = provenance_lines(combined)
-    if several:
         zerosum_runs = [index for row, index in table.rows if row.kind == "zerosum"]
         provenance = [f"{line} (run {index + 1})" for line, index in zip(provenance, zerosum_runs)]
     return "\n".join([*head, ""]) + "\n" + markdown_table(lines) + "\n" + "\n".join(provenance) + "\n"
