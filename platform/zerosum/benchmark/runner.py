@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -322,7 +323,7 @@ def run_suite(suite: Suite, job_sets: list[str], out_root: Path, seed_count: int
     if suite.spec.real_row:
         rows.insert(0, real_row(suite, first, seeds))
     meta = {"commit": commit, "machine": machine(), "host": socket.gethostname(),
-            "command": " ".join(["zerosum", *sys.argv[1:]]) if sys.argv and "zerosum" in sys.argv[0] else "",
+            "command": shlex.join(["zerosum", *sys.argv[1:]]) if sys.argv and "zerosum" in sys.argv[0] else "",
             "seeds": seeds, "started_at": started, "wall_s": time.time() - started,
             "description": suite.spec.description, "protocol_source": suite.spec.protocol.source,
             "notes": protocol_notes(suite.spec.protocol, first)}
