@@ -44,10 +44,15 @@ def extract(extractor, samples: torch.Tensor, scale: str, is_image: bool) -> tup
     return extractor(inputs), None
 
 
+def weights_of(extractor, spec: JobSpec) -> str:
+    """The extractor's weights file: its own, else the job's classifier ('' for none)."""
+    return str(getattr(extractor, "weights_path", None) or spec.eval.featurizer_path or "")
+
+
 def weights_identity(extractor, spec: JobSpec) -> str:
     """The extractor's weights file as `path:size:mtime`, so a retrained classifier at the
     same path misses ('' for an extractor without weights: identity features)."""
-    weights = getattr(extractor, "weights_path", None) or spec.eval.featurizer_path or ""
+    weights = weights_of(extractor, spec)
     if not weights or not Path(weights).is_file():
         return str(weights)
     stat = Path(weights).stat()
@@ -84,7 +89,7 @@ def reference_cache_path(spec: JobSpec, extractor, split: str, count: int) -> Pa
     """`<cache>/real-features/<dataset>-<split>-<extractor>-<tag>-n<count>.npz`; the tag hashes
     the weights, the data root, data.limit, data.num_samples and data.seed (the draws of
     stacked-mnist), so that a change of any of them misses."""
-    weights = getattr(extractor, "weights_path", None) or spec.eval.featurizer_path or ""
+    weights = weights_of(extractor, spec)
     data = spec.data
     # data.seed 0 hashes as the key did before the field existed: caches made then still hit.
     key = f"{weights}:{data.root}:{data.limit}:{data.num_samples}" + (f":{data.seed}" if data.seed else "")
